@@ -1,0 +1,63 @@
+"""One implementation, two faces: database operations written once as generators.
+
+An operation is a generator that yields :class:`Statement` objects and receives each
+statement's rows back; whatever it returns is the operation's result. It does no I/O
+itself, so :func:`run` (psycopg ``Connection``) and :func:`run_async` (psycopg
+``AsyncConnection``) can both drive it, and the sync and async APIs cannot drift apart::
+
+    def job_count(schema) -> Op[int]:
+        rows = yield Statement(b"select count(*) from ...", {})
+        return rows[0][0]
+
+    run(conn, job_count("pgjobs"))              # sync face
+    await run_async(aconn, job_count("pgjobs"))  # async face
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
+
+import psycopg
+
+__all__ = ["Op", "Rows", "Statement", "run", "run_async"]
+
+T = TypeVar("T")
+Rows: TypeAlias = list[tuple[Any, ...]]
+Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement to execute; the runner sends back all its rows (``[]`` for none)."""
+
+    query: bytes
+    params: Params = None
+
+
+Op: TypeAlias = Generator[Statement, Rows, T]
+
+
+def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
+    """Drive *op* on a sync psycopg connection, inside whatever transaction it is in."""
+    try:
+        statement = next(op)
+        while True:
+            cursor = conn.execute(statement.query, statement.params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            statement = op.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
+    """Drive *op* on an async psycopg connection, inside whatever transaction it is in."""
+    try:
+        statement = next(op)
+        while True:
+            cursor = await conn.execute(statement.query, statement.params)
+            rows = await cursor.fetchall() if cursor.description is not None else []
+            statement = op.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

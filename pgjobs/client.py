@@ -1,0 +1,191 @@
+"""Clients that own a connection pool: the convenient way to enqueue outside a transaction.
+
+``Client`` and ``AsyncClient`` have the same methods; each method is a one-line call of
+an operation from :mod:`pgjobs.enqueue`, run either on the connection you pass (joining
+its transaction, never committing it) or on a pooled connection in its own short
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from . import _queries
+from ._dsn import resolve_dsn
+from ._ops import Op, run, run_async
+from .enqueue import insert_many_op, insert_op, psycopg_connection
+from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task
+
+__all__ = ["AsyncClient", "Client"]
+
+T = TypeVar("T")
+
+
+class _ClientBase:
+    """Configuration shared by both clients; no I/O here."""
+
+    def __init__(
+        self,
+        dsn: str | None,
+        *,
+        schema: str,
+        max_payload_bytes: int,
+        min_connections: int,
+        max_connections: int,
+    ) -> None:
+        self.dsn = resolve_dsn(dsn)
+        self.schema = _queries.check_schema_name(schema)
+        self.max_payload_bytes = max_payload_bytes
+        self._pool_args: dict[str, Any] = {
+            "min_size": min_connections,
+            "max_size": max_connections,
+            "open": False,
+            "name": "pgjobs-client",
+        }
+
+    def _insert(self, task: Task) -> Op[int]:
+        return insert_op(task, self.schema, self.max_payload_bytes)
+
+    def _insert_many(self, tasks: Iterable[Task]) -> Op[list[int]]:
+        return insert_many_op(tasks, self.schema, self.max_payload_bytes)
+
+
+class Client(_ClientBase):
+    """Enqueue jobs through a pool of psycopg connections it owns.
+
+    :param dsn: the database; defaults to ``$PGJOBS_DSN``, then ``$DATABASE_URL``.
+    :param schema: the pgjobs schema name.
+    :param max_payload_bytes: refuse payloads larger than this as JSON.
+
+    Use it as a context manager, or call :meth:`close` when done::
+
+        with pgjobs.Client(dsn) as client:
+            client.enqueue(pgjobs.Task("send_email", {"to": "a@example.com"}))
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str = _queries.DEFAULT_SCHEMA,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        min_connections: int = 1,
+        max_connections: int = 4,
+    ) -> None:
+        super().__init__(
+            dsn,
+            schema=schema,
+            max_payload_bytes=max_payload_bytes,
+            min_connections=min_connections,
+            max_connections=max_connections,
+        )
+        self._pool: ConnectionPool[Any] = ConnectionPool(self.dsn, **self._pool_args)
+        self._opened = False
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self, timeout: float = 30.0) -> None:
+        """Open the pool, waiting until a connection works (raises PoolTimeout if not)."""
+        if not self._opened:
+            self._pool.open(wait=True, timeout=timeout)
+            self._opened = True
+
+    def close(self) -> None:
+        self._pool.close()
+        self._opened = False
+
+    def _run(self, op: Op[T], conn: Any) -> T:
+        if conn is not None:
+            return run(psycopg_connection(conn), op)
+        self.open()
+        with self._pool.connection() as pooled:  # commits on success, rolls back on error
+            return run(pooled, op)
+
+    def enqueue(self, task: Task, *, conn: Any = None) -> int:
+        """Enqueue *task*; in *conn*'s transaction if given, else in a transaction of its own."""
+        return self._run(self._insert(task), conn)
+
+    def enqueue_many(self, tasks: Iterable[Task], *, conn: Any = None) -> list[int]:
+        """Enqueue all *tasks* in one statement; ids in input order."""
+        return self._run(self._insert_many(tasks), conn)
+
+
+class AsyncClient(_ClientBase):
+    """The asyncio twin of :class:`Client`, on an ``AsyncConnectionPool``::
+
+    async with pgjobs.AsyncClient(dsn) as client:
+        await client.enqueue(task)
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str = _queries.DEFAULT_SCHEMA,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        min_connections: int = 1,
+        max_connections: int = 4,
+    ) -> None:
+        super().__init__(
+            dsn,
+            schema=schema,
+            max_payload_bytes=max_payload_bytes,
+            min_connections=min_connections,
+            max_connections=max_connections,
+        )
+        self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(self.dsn, **self._pool_args)
+        self._opened = False
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self, timeout: float = 30.0) -> None:
+        """Open the pool, waiting until a connection works (raises PoolTimeout if not)."""
+        if not self._opened:
+            await self._pool.open(wait=True, timeout=timeout)
+            self._opened = True
+
+    async def close(self) -> None:
+        await self._pool.close()
+        self._opened = False
+
+    async def _run(self, op: Op[T], conn: psycopg.AsyncConnection[Any] | None) -> T:
+        if conn is not None:
+            return await run_async(conn, op)
+        await self.open()
+        async with self._pool.connection() as pooled:
+            return await run_async(pooled, op)
+
+    async def enqueue(self, task: Task, *, conn: psycopg.AsyncConnection[Any] | None = None) -> int:
+        """Enqueue *task*; in *conn*'s transaction if given, else in a transaction of its own."""
+        return await self._run(self._insert(task), conn)
+
+    async def enqueue_many(
+        self, tasks: Iterable[Task], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[int]:
+        """Enqueue all *tasks* in one statement; ids in input order."""
+        return await self._run(self._insert_many(tasks), conn)

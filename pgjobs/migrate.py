@@ -1,0 +1,165 @@
+"""Create and upgrade the pgjobs schema with alembic, apart from the host application's.
+
+The migration scripts live in the repository's top-level ``migrations/`` and inside the
+wheel at ``pgjobs/migrations``. They are raw SQL with a ``{schema}`` placeholder, run
+under an advisory lock, and record their revision in ``<schema>.pgjobs_version``.
+
+Typical use is the CLI (``python -m pgjobs migrate``); the functions here are the same
+thing for code that sets up its own database, such as test fixtures.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import IO, Any, cast
+
+import psycopg
+
+from ._queries import DEFAULT_SCHEMA, check_schema_name
+from .errors import MigrationError, SchemaError
+
+__all__ = [
+    "LOCK_KEY",
+    "VERSION_TABLE",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "migrations_dir",
+    "require_current",
+    "run_sql",
+    "upgrade",
+]
+
+VERSION_TABLE = "pgjobs_version"
+#: Advisory lock key held while migrating: 'pgjobs' read as a 48-bit number.
+LOCK_KEY = int.from_bytes(b"pgjobs", "big")
+
+
+def migrations_dir() -> Path:
+    """Where the migration scripts are: inside the installed package, or the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise MigrationError(f"pgjobs migrations not found next to {here}; is the package complete?")
+
+
+def _config(schema: str, dsn: str | None, output: IO[str] | None) -> Any:
+    from alembic.config import Config
+
+    config = Config(stdout=cast(Any, output or sys.stdout))
+    if output is not None:
+        config.output_buffer = cast(Any, output)  # alembic writes --sql output here
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["schema"] = check_schema_name(schema)
+    config.attributes["dsn"] = dsn
+    return config
+
+
+def upgrade(
+    dsn: str | None,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    revision: str = "head",
+    sql: bool = False,
+    output: IO[str] | None = None,
+) -> str | None:
+    """Upgrade the schema to *revision*; with ``sql=True`` return the DDL instead of running it.
+
+    Running it again when the schema is current changes nothing.
+    """
+    from alembic import command
+
+    buffer = io.StringIO() if sql and output is None else output
+    command.upgrade(_config(schema, dsn, buffer), revision, sql=sql)
+    return buffer.getvalue() if isinstance(buffer, io.StringIO) else None
+
+
+def downgrade(
+    dsn: str | None,
+    revision: str,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    sql: bool = False,
+    output: IO[str] | None = None,
+) -> str | None:
+    """Downgrade the schema to *revision* (``"base"`` removes every pgjobs object but the
+    schema and its version table)."""
+    from alembic import command
+
+    buffer = io.StringIO() if sql and output is None else output
+    # Offline downgrades need a starting point: "from:to".
+    target = f"head:{revision}" if sql and ":" not in revision else revision
+    command.downgrade(_config(schema, dsn, buffer), target, sql=sql)
+    return buffer.getvalue() if isinstance(buffer, io.StringIO) else None
+
+
+def head_revision() -> str:
+    """The newest revision this version of pgjobs ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(migrations_dir())).get_current_head()
+    if head is None:
+        raise MigrationError("no pgjobs migrations found")
+    return str(head)
+
+
+def current_revision(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> str | None:
+    """The revision the database is at, or None when pgjobs was never migrated there."""
+    check_schema_name(schema)
+    exists = conn.execute(
+        "select to_regclass(%s) is not null", (f"{schema}.{VERSION_TABLE}",)
+    ).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(f"select version_num from {schema}.{VERSION_TABLE}".encode()).fetchone()
+    return None if row is None else str(row[0])
+
+
+def require_current(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> None:
+    """Raise SchemaError unless the database schema is at this version's head."""
+    current, head = current_revision(conn, schema), head_revision()
+    if current != head:
+        found = "not installed" if current is None else f"at revision {current}"
+        raise SchemaError(
+            f"the pgjobs schema {schema!r} is {found}, this pgjobs needs revision {head}: "
+            f"run `python -m pgjobs migrate --schema {schema}`"
+        )
+
+
+# --- used by the migration scripts and env.py -------------------------------------------
+
+
+def connect_engine(dsn: str | None) -> Any:
+    """A SQLAlchemy engine for alembic that connects with psycopg exactly as pgjobs does,
+    so every DSN form libpq accepts (URLs, key=value, PG* variables) works here too."""
+    import sqlalchemy
+
+    def creator() -> Any:
+        return psycopg.connect(dsn or "")
+
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=creator, poolclass=sqlalchemy.pool.NullPool
+    )
+
+
+def run_sql(script: str) -> None:
+    """Run a migration's SQL, with ``{schema}`` filled in, as one script.
+
+    Online it goes to psycopg unparsed (SQLAlchemy's text() would read ``:name`` and
+    ``%`` as parameters); offline (``--sql``) it is printed as is for a DBA to review.
+    """
+    from alembic import context, op
+
+    schema = context.config.attributes["schema"]
+    sql = script.replace("{schema}", schema).strip()
+    if not sql:
+        return
+    if context.is_offline_mode():
+        op.get_context().impl.static_output(sql + "\n")
+    else:
+        driver = op.get_bind().connection.driver_connection
+        assert driver is not None
+        driver.execute(sql.encode())

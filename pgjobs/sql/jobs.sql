@@ -1,0 +1,212 @@
+-- Every statement pgjobs runs against the jobs table, named entity first.
+--
+-- {schema} is replaced once, at load, by the configured schema name (validated as a
+-- plain lowercase identifier, see pgjobs/_queries.py). Everything else is a bound
+-- parameter: no statement is ever assembled from user input.
+--
+-- Job states and who moves a job between them:
+--   scheduled  --(job_stage_due, a worker's maintenance pass)-->            available
+--   available  --(job_claim, a worker)-->                                    running
+--   running    --(job_finish_many: completed / scheduled retry / failed)-->  ...
+--   running    --(job_rescue_expired: lease ran out, worker presumed dead)-> available | failed
+--   running    --(job_release: graceful shutdown gives the attempt back)-->  available
+
+-- name: job_insert
+-- One job. The wakeup NOTIFY is sent only when a worker of this queue is waiting for
+-- work: a NOTIFY takes a cluster-wide lock at commit, so notifying on every insert
+-- would serialise concurrent enqueuers exactly when workers are too busy to need it.
+with job as (
+    insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
+    select %(queue)s, %(kind)s, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
+           make_interval(secs => %(timeout)s), t.run_at,
+           case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
+    from (select coalesce(%(run_at)s::timestamptz,
+                          now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) as run_at) t
+    returning id, queue, state
+)
+select job.id,
+       case when job.state = 'available'
+                 and exists (select from {schema}.workers w
+                             where w.waiting and job.queue = any (w.queues))
+            then pg_notify('{schema}_wakeup', job.queue) end
+from job;
+
+-- name: job_insert_many
+-- Many jobs in one statement; ids come back in input order.
+with job as (
+    insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
+    select t.queue, t.kind, t.payload::jsonb, t.priority, t.max_retry, make_interval(secs => t.timeout),
+           t.run_at,
+           case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
+    from (
+        select u.queue, u.kind, u.payload, u.priority, u.max_retry, u.timeout, u.ord,
+               coalesce(u.run_at, now() + make_interval(secs => coalesce(u.delay, 0))) as run_at
+        from unnest(%(queues)s::text[], %(kinds)s::text[], %(payloads)s::text[],
+                    %(priorities)s::int2[], %(max_retries)s::int4[], %(timeouts)s::float8[],
+                    %(run_ats)s::timestamptz[], %(delays)s::float8[])
+             with ordinality as u(queue, kind, payload, priority, max_retry, timeout, run_at, delay, ord)
+        order by u.ord
+    ) t
+    returning id, queue, state
+),
+woken as (
+    select pg_notify('{schema}_wakeup', q.queue)
+    from (select distinct queue from job where state = 'available') q
+    where exists (select from {schema}.workers w where w.waiting and q.queue = any (w.queues))
+)
+-- The scalar subquery forces the woken CTE to run (an unreferenced CTE never does).
+select id, (select count(*) from woken) as woken from job;
+
+-- name: job_claim
+-- Claim up to limits[i] available jobs from queues[i], highest priority (lowest number)
+-- first, in one statement. The caller decides the per-queue limits from the queue
+-- weights (see pgjobs/_weights.py); queues without a limit are not touched.
+-- SKIP LOCKED lets concurrent workers claim disjoint rows without waiting.
+-- The lease is at most lease_seconds, and never much past the job's own deadline.
+with quota as (
+    select q.queue, q.n
+    from unnest(%(queues)s::text[], %(limits)s::int4[]) as q(queue, n)
+    where q.n > 0
+),
+picked as (
+    select c.id
+    from quota
+    cross join lateral (
+        select j.id
+        from {schema}.jobs j
+        where j.state = 'available' and j.queue = quota.queue
+        order by j.priority, j.id
+        limit quota.n
+        for update skip locked
+    ) c
+)
+update {schema}.jobs j
+set state = 'running',
+    attempt = j.attempt + 1,
+    started_at = now(),
+    lease_expires_at = now() + least(j.timeout + make_interval(secs => %(grace)s),
+                                     make_interval(secs => %(lease)s)),
+    worker_id = %(worker_id)s
+from picked
+where j.id = picked.id
+returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
+          extract(epoch from j.timeout)::float8, j.started_at;
+
+-- name: job_finish_many
+-- Record finished attempts in one statement. Every row is guarded by state and attempt:
+-- an attempt whose lease expired and was rescued (and maybe re-claimed) can no longer
+-- write its outcome over the newer one. Completed jobs are deleted when not retained.
+-- outcome.state is 'completed', 'failed', 'cancelled' or 'scheduled' (a retry, run
+-- after delay seconds).
+with outcome as (
+    select *
+    from unnest(%(ids)s::int8[], %(attempts)s::int4[], %(states)s::text[],
+                %(delays)s::float8[], %(errors)s::text[])
+         as o(id, attempt, state, delay, error)
+),
+deleted as (
+    delete from {schema}.jobs j
+    using outcome o
+    where %(delete_completed)s and o.state = 'completed'
+      and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+    returning j.id
+),
+updated as (
+    update {schema}.jobs j
+    set state = case when o.state = 'scheduled' and o.delay <= 0 then 'available'
+                     else o.state end::{schema}.job_state,
+        run_at = case when o.state = 'scheduled'
+                      then now() + make_interval(secs => o.delay) else j.run_at end,
+        finished_at = case when o.state in ('completed', 'failed', 'cancelled')
+                           then now() end,
+        last_error = coalesce(o.error, j.last_error),
+        errors = case when o.error is null then j.errors
+                      else coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(
+                               jsonb_build_object('attempt', o.attempt, 'at', now(),
+                                                  'error', o.error)) end,
+        lease_expires_at = null,
+        worker_id = null
+    from outcome o
+    where not (%(delete_completed)s and o.state = 'completed')
+      and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+    returning j.id
+)
+select id from deleted
+union all
+select id from updated;
+
+-- name: job_release
+-- Graceful shutdown: give unfinished attempts back, as if they never started, so a
+-- deploy does not eat into a job's retries. Guarded like job_finish_many.
+update {schema}.jobs j
+set state = 'available', attempt = j.attempt - 1, lease_expires_at = null, worker_id = null
+from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+where j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+returning j.id;
+
+-- name: job_extend_lease
+-- Heartbeat for long attempts: push their lease forward, never past deadline + grace.
+update {schema}.jobs j
+set lease_expires_at = least(now() + make_interval(secs => %(lease)s),
+                             j.started_at + j.timeout + make_interval(secs => %(grace)s))
+from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+where j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+returning j.id;
+
+-- name: job_stage_due
+-- Make scheduled jobs whose time has come available, in small batches, and wake
+-- waiting workers of their queues.
+with due as (
+    select id
+    from {schema}.jobs
+    where state = 'scheduled' and run_at <= now()
+    order by run_at
+    limit %(limit)s
+    for update skip locked
+),
+staged as (
+    update {schema}.jobs j
+    set state = 'available'
+    from due
+    where j.id = due.id
+    returning j.queue
+)
+select q.queue, pg_notify('{schema}_wakeup', q.queue)
+from (select distinct queue from staged) q;
+
+-- name: job_rescue_expired
+-- Crash recovery: a running job whose lease ran out belongs to a worker that died or
+-- lost its database connection. The attempt counts (the job itself may be what kills
+-- workers), so it becomes available again, or failed when no retry is left.
+-- FOR UPDATE re-checks state and lease on the newest row version, so a job completed
+-- meanwhile is never overwritten.
+with expired as (
+    select id
+    from {schema}.jobs
+    where state = 'running' and lease_expires_at < now()
+    order by lease_expires_at
+    limit %(limit)s
+    for update skip locked
+),
+rescued as (
+    update {schema}.jobs j
+    set state = case when j.attempt > j.max_retry then 'failed'
+                     else 'available' end::{schema}.job_state,
+        finished_at = case when j.attempt > j.max_retry then now() end,
+        last_error = format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
+                            'killed or lost its database connection)',
+                            j.lease_expires_at, j.worker_id),
+        errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(
+                     jsonb_build_object('attempt', j.attempt, 'at', now(),
+                                        'error', 'lease expired')),
+        lease_expires_at = null,
+        worker_id = null
+    from expired
+    where j.id = expired.id and j.state = 'running'
+    returning j.id, j.queue, j.state
+),
+woken as (
+    select pg_notify('{schema}_wakeup', q.queue)
+    from (select distinct queue from rescued where state = 'available') q
+)
+select id, state, (select count(*) from woken) as woken from rescued;

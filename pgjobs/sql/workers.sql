@@ -1,0 +1,30 @@
+-- The workers table: one row per live worker process, kept fresh by its heartbeat.
+-- It is what operators read to see who is working, and what enqueuers read to decide
+-- whether anyone is waiting for a wakeup NOTIFY (the waiting flag).
+
+-- name: worker_register
+insert into {schema}.workers (id, host, pid, queues, concurrency, version)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s);
+
+-- name: worker_heartbeat
+-- Also re-creates the row if a maintenance pass pruned it while this worker was cut off.
+insert into {schema}.workers (id, host, pid, queues, concurrency, version)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s)
+on conflict (id) do update set heartbeat_at = now();
+
+-- name: worker_set_waiting
+-- A worker with nothing to do sets waiting before it sleeps on LISTEN, then looks for
+-- work once more, so a job committed between its last claim and the flag is not missed.
+update {schema}.workers set waiting = %(waiting)s where id = %(id)s;
+
+-- name: worker_unregister
+delete from {schema}.workers where id = %(id)s;
+
+-- name: worker_prune_stale
+-- Forget workers that stopped heartbeating; their jobs are rescued by lease, not here.
+delete from {schema}.workers
+where heartbeat_at < now() - make_interval(secs => %(stale_after)s)
+returning id;
+
+-- name: schema_version
+select version_num from {schema}.pgjobs_version;

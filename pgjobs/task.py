@@ -1,0 +1,137 @@
+"""The unit of work: what to run (kind + payload) and how (queue, retries, timeout, when).
+
+A :class:`Task` is validated when it is built, so an invalid one never reaches the
+database. Its payload is checked when it is encoded for enqueueing, because that is
+where it is turned into JSON and measured (see :func:`encode_payload`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import InvalidTaskError, PayloadError, PayloadTooLargeError
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_RETRY",
+    "DEFAULT_QUEUE",
+    "DEFAULT_TIMEOUT",
+    "MAX_NAME_LENGTH",
+    "Task",
+    "encode_payload",
+]
+
+DEFAULT_QUEUE = "default"
+#: asynq's default: 25 retries, so 26 attempts in all, spread over about three weeks of backoff.
+DEFAULT_MAX_RETRY = 25
+#: asynq's default timeout: 30 minutes.
+DEFAULT_TIMEOUT = 30 * 60.0
+#: Longest kind or queue name, in characters; the database enforces the same bound.
+MAX_NAME_LENGTH = 255
+#: Payloads are rows in a hot table; large blobs belong elsewhere with a reference here.
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+_PRIORITY_RANGE = (-32768, 32767)  # smallint
+# An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTaskError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
+    return float(value)
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidTaskError(f"{what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InvalidTaskError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidTaskError(
+            f"{what} is {len(value)} characters long, over the limit of {MAX_NAME_LENGTH}"
+        )
+    if "\x00" in value:
+        raise InvalidTaskError(f"{what} must not contain NUL characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A job to run: a *kind* naming its handler and a JSON *payload* for it.
+
+    :param kind: the handler's name, 1 to 255 characters, stored literally.
+    :param payload: anything :func:`json.dumps` accepts (no NaN, no NUL characters).
+    :param queue: the queue it waits in; workers choose queues by weight.
+    :param max_retry: retries after the first attempt; ``0`` means a single attempt.
+    :param timeout: seconds (or a timedelta) one attempt may run before it is cancelled.
+    :param priority: lower runs first within a queue (``-32768`` to ``32767``).
+    :param run_at: an aware datetime before which the job does not run.
+    :param delay: seconds (or a timedelta) from now before the job runs; not with *run_at*.
+
+    Times are normalised: ``timeout`` and ``delay`` become float seconds.
+    """
+
+    kind: str
+    payload: Any = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    max_retry: int = DEFAULT_MAX_RETRY
+    timeout: float = DEFAULT_TIMEOUT
+    priority: int = 0
+    run_at: datetime | None = None
+    delay: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_name(self.kind, "kind")
+        _check_name(self.queue, "queue")
+        if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int):
+            raise InvalidTaskError(f"max_retry must be an integer, not {self.max_retry!r}")
+        if self.max_retry < 0:
+            raise InvalidTaskError(f"max_retry must be 0 or more, not {self.max_retry}")
+        timeout = _seconds(self.timeout, "timeout")
+        if not timeout > 0:  # also rejects NaN
+            raise InvalidTaskError(f"timeout must be more than 0 seconds, not {self.timeout!r}")
+        object.__setattr__(self, "timeout", timeout)
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise InvalidTaskError(f"priority must be an integer, not {self.priority!r}")
+        low, high = _PRIORITY_RANGE
+        if not low <= self.priority <= high:
+            raise InvalidTaskError(f"priority must be between {low} and {high}")
+        if self.run_at is not None and self.delay is not None:
+            raise InvalidTaskError("give run_at or delay, not both")
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime):
+                raise InvalidTaskError(f"run_at must be a datetime, not {self.run_at!r}")
+            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
+                raise InvalidTaskError(
+                    "run_at must be timezone-aware (a naive datetime is ambiguous); "
+                    "use datetime.now(timezone.utc) or attach a tzinfo"
+                )
+        if self.delay is not None:
+            delay = _seconds(self.delay, "delay")
+            if not delay >= 0:
+                raise InvalidTaskError(f"delay must be 0 seconds or more, not {self.delay!r}")
+            object.__setattr__(self, "delay", delay)
+
+
+def encode_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
+    """Return *payload* as compact JSON text, refusing what Postgres' jsonb would reject.
+
+    Encoding here rather than in the driver gives a typed error before any round trip,
+    and lets the size limit be measured on exactly what is sent.
+    """
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise PayloadError("payload contains a NUL character, which jsonb cannot store")
+    size = len(text.encode())
+    if size > max_bytes:
+        raise PayloadTooLargeError(size, max_bytes)
+    return text
