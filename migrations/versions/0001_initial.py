@@ -82,10 +82,36 @@ CREATE TABLE {schema}.workers (
 );
 
 COMMENT ON TABLE {schema}.workers IS 'pgjobs: live worker processes, refreshed by heartbeat';
+
+-- Per-queue settings that must hold across restarts and machines. A queue needs no row
+-- here to be used; a row appears when a queue is paused (or given other settings).
+CREATE TABLE {schema}.queues (
+    name       text PRIMARY KEY,
+    paused_at  timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE {schema}.queues IS 'pgjobs: queue settings; workers do not claim from a paused queue';
+
+-- Finished attempts per minute, queue and worker, written by each worker's completer with
+-- its batch. Per worker, so concurrent workers never wait on each other's counter rows.
+CREATE TABLE {schema}.stats (
+    minute     timestamptz NOT NULL,
+    queue      text NOT NULL,
+    worker_id  uuid NOT NULL,
+    completed  integer NOT NULL DEFAULT 0,
+    failed     integer NOT NULL DEFAULT 0,
+    retried    integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, queue, worker_id)
+);
+
+COMMENT ON TABLE {schema}.stats IS 'pgjobs: finished attempts per minute, for throughput views';
 COMMENT ON COLUMN {schema}.workers.waiting IS 'idle and listening: enqueuers NOTIFY only then';
 """
 
 DOWNGRADE = """
+DROP TABLE {schema}.stats;
+DROP TABLE {schema}.queues;
 DROP TABLE {schema}.workers;
 DROP TABLE {schema}.jobs;
 DROP TYPE {schema}.job_state;

@@ -63,10 +63,14 @@ select id, (select count(*) from woken) as woken from job;
 -- weights (see pgjobs/_weights.py); queues without a limit are not touched.
 -- SKIP LOCKED lets concurrent workers claim disjoint rows without waiting.
 -- The lease is at most lease_seconds, and never much past the job's own deadline.
+-- A paused queue (a row in queues with paused_at set) is skipped here, so a pause takes
+-- effect at every worker's next claim.
 with quota as (
     select q.queue, q.n
     from unnest(%(queues)s::text[], %(limits)s::int4[]) as q(queue, n)
     where q.n > 0
+      and not exists (select from {schema}.queues p
+                      where p.name = q.queue and p.paused_at is not null)
 ),
 picked as (
     select c.id
@@ -109,7 +113,7 @@ deleted as (
     using outcome o
     where %(delete_completed)s and o.state = 'completed'
       and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
-    returning j.id
+    returning j.id, j.queue, o.state
 ),
 updated as (
     update {schema}.jobs j
@@ -129,11 +133,28 @@ updated as (
     from outcome o
     where not (%(delete_completed)s and o.state = 'completed')
       and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
-    returning j.id
+    returning j.id, j.queue, o.state
+),
+finished as (
+    select * from deleted
+    union all
+    select * from updated
+),
+counted as (
+    insert into {schema}.stats as s (minute, queue, worker_id, completed, failed, retried)
+    select date_trunc('minute', now()), f.queue, %(worker_id)s,
+           count(*) filter (where f.state = 'completed'),
+           count(*) filter (where f.state in ('failed', 'cancelled')),
+           count(*) filter (where f.state = 'scheduled')
+    from finished f
+    group by f.queue
+    on conflict (minute, queue, worker_id) do update
+    set completed = s.completed + excluded.completed,
+        failed = s.failed + excluded.failed,
+        retried = s.retried + excluded.retried
 )
-select id from deleted
-union all
-select id from updated;
+-- Ids whose outcome was recorded; an id missing here lost its claim (rescued or cancelled).
+select id from finished;
 
 -- name: job_release
 -- Graceful shutdown: give unfinished attempts back, as if they never started, so a
