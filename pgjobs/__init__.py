@@ -14,7 +14,10 @@ underscore are private.
 """
 
 from ._version import __version__
+from .backoff import Backoff, default_backoff
 from .client import AsyncClient, Client
+from .config import Config
+from .context import Context, JobCancelled
 from .enqueue import (
     AsyncEnqueuer,
     Enqueuer,
@@ -36,26 +39,38 @@ from .errors import (
     SchemaError,
     SkipRetry,
 )
+from .registry import Handler, HandlerObject, Registration, Registry
+from .server import Server
 from .task import Task
 
 __all__ = [
     "AsyncClient",
     "AsyncEnqueuer",
+    "Backoff",
     "Client",
+    "Config",
     "ConfigurationError",
+    "Context",
     "DuplicateHandlerError",
     "Enqueuer",
+    "Handler",
     "HandlerNotFoundError",
+    "HandlerObject",
     "InvalidTaskError",
+    "JobCancelled",
     "JobControl",
     "MigrationError",
     "PayloadError",
     "PayloadTooLargeError",
     "PgjobsError",
+    "Registration",
+    "Registry",
     "SchemaError",
+    "Server",
     "SkipRetry",
     "Task",
     "__version__",
+    "default_backoff",
     "enqueue",
     "enqueue_async",
     "enqueue_many",

@@ -5,9 +5,9 @@ read once; ``{schema}`` is substituted per schema name and the result cached. St
 are kept as ``bytes`` because psycopg sends bytes as-is and types them as a query.
 
 The only thing ever substituted is the schema name, and :func:`check_schema_name`
-restricts it to a lowercase identifier that needs no quoting, so it is equally safe as
-an identifier (``pgjobs.jobs``) and inside a literal (the NOTIFY channel
-``'pgjobs_wakeup'``).
+restricts it to a lowercase identifier that needs no quoting (not a reserved word, not
+``pg_...``), so it is equally safe as an identifier (``pgjobs.jobs``) and inside a
+literal (the NOTIFY channel ``'pgjobs_wakeup'``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,123 @@ from importlib import resources
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_SCHEMA", "check_schema_name", "queries", "wakeup_channel"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "check_schema_name",
+    "control_channel",
+    "queries",
+    "wakeup_channel",
+]
 
 DEFAULT_SCHEMA = "pgjobs"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+# Words Postgres reserves (pg_get_keywords() catcode 'R' and 'T'): as a schema name each
+# would need quoting, and the statements here never quote it. tests/test_migrate.py checks
+# this list against the server's own.
+_RESERVED = frozenset(
+    [
+        "all",
+        "analyse",
+        "analyze",
+        "and",
+        "any",
+        "array",
+        "as",
+        "asc",
+        "asymmetric",
+        "authorization",
+        "binary",
+        "both",
+        "case",
+        "cast",
+        "check",
+        "collate",
+        "collation",
+        "column",
+        "concurrently",
+        "constraint",
+        "create",
+        "cross",
+        "current_catalog",
+        "current_date",
+        "current_role",
+        "current_schema",
+        "current_time",
+        "current_timestamp",
+        "current_user",
+        "default",
+        "deferrable",
+        "desc",
+        "distinct",
+        "do",
+        "else",
+        "end",
+        "except",
+        "false",
+        "fetch",
+        "for",
+        "foreign",
+        "freeze",
+        "from",
+        "full",
+        "grant",
+        "group",
+        "having",
+        "ilike",
+        "in",
+        "initially",
+        "inner",
+        "intersect",
+        "into",
+        "is",
+        "isnull",
+        "join",
+        "lateral",
+        "leading",
+        "left",
+        "like",
+        "limit",
+        "localtime",
+        "localtimestamp",
+        "natural",
+        "not",
+        "notnull",
+        "null",
+        "offset",
+        "on",
+        "only",
+        "or",
+        "order",
+        "outer",
+        "overlaps",
+        "placing",
+        "primary",
+        "references",
+        "returning",
+        "right",
+        "select",
+        "session_user",
+        "similar",
+        "some",
+        "symmetric",
+        "table",
+        "tablesample",
+        "then",
+        "to",
+        "trailing",
+        "true",
+        "union",
+        "unique",
+        "user",
+        "using",
+        "variadic",
+        "verbose",
+        "when",
+        "where",
+        "window",
+        "with",
+    ]
+)
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
@@ -32,12 +145,21 @@ def check_schema_name(schema: str) -> str:
             f"schema name {schema!r} is not allowed: use 1 to 41 lowercase letters, "
             "digits and underscores, not starting with a digit"
         )
+    if schema in _RESERVED or schema.startswith("pg_"):
+        reason = "is reserved by Postgres" if schema in _RESERVED else "starts with pg_"
+        raise ConfigurationError(f"schema name {schema!r} is not allowed: it {reason}")
     return schema
 
 
 def wakeup_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel on which workers of *schema* are woken."""
     return f"{check_schema_name(schema)}_wakeup"
+
+
+def control_channel(schema: str) -> str:
+    """The channel on which workers of *schema* receive control messages (JSON), such as
+    ``{"action": "cancel", "job_id": 42}``."""
+    return f"{check_schema_name(schema)}_control"
 
 
 @functools.cache

@@ -8,6 +8,7 @@ where it is turned into JSON and measured (see :func:`encode_payload`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,9 @@ __all__ = [
     "DEFAULT_MAX_RETRY",
     "DEFAULT_QUEUE",
     "DEFAULT_TIMEOUT",
+    "MAX_MAX_RETRY",
     "MAX_NAME_LENGTH",
+    "MAX_SECONDS",
     "Task",
     "encode_payload",
 ]
@@ -34,6 +37,11 @@ DEFAULT_TIMEOUT = 30 * 60.0
 MAX_NAME_LENGTH = 255
 #: Payloads are rows in a hot table; large blobs belong elsewhere with a reference here.
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Longest timeout or delay: 100 years, far past any real schedule and well inside what a
+#: Postgres interval (and ``now() + interval``) can hold, so the database never overflows.
+MAX_SECONDS = 100 * 365.25 * 24 * 3600
+#: ``attempt`` (an integer column) counts up to ``max_retry + 1``, so it must fit too.
+MAX_MAX_RETRY = 2**31 - 2
 _PRIORITY_RANGE = (-32768, 32767)  # smallint
 # An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -41,10 +49,19 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 def _seconds(value: float | timedelta, name: str) -> float:
     if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidTaskError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
-    return float(value)
+    else:
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf if value > 0 else -math.inf
+    if math.isinf(seconds):
+        raise InvalidTaskError(f"{name} must be a finite number of seconds, not {value!r}")
+    if seconds > MAX_SECONDS:
+        raise InvalidTaskError(f"{name} must be at most {MAX_SECONDS:.0f} seconds (100 years)")
+    return seconds
 
 
 def _check_name(value: object, what: str) -> str:
@@ -58,6 +75,10 @@ def _check_name(value: object, what: str) -> str:
         )
     if "\x00" in value:
         raise InvalidTaskError(f"{what} must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text Postgres can store
+        raise InvalidTaskError(f"{what} is not valid Unicode text: {exc.reason}") from exc
     return value
 
 
@@ -69,10 +90,12 @@ class Task:
     :param payload: anything :func:`json.dumps` accepts (no NaN, no NUL characters).
     :param queue: the queue it waits in; workers choose queues by weight.
     :param max_retry: retries after the first attempt; ``0`` means a single attempt.
-    :param timeout: seconds (or a timedelta) one attempt may run before it is cancelled.
+    :param timeout: seconds (or a timedelta) one attempt may run before it is cancelled;
+        more than 0 and at most :data:`MAX_SECONDS` (100 years).
     :param priority: lower runs first within a queue (``-32768`` to ``32767``).
     :param run_at: an aware datetime before which the job does not run.
-    :param delay: seconds (or a timedelta) from now before the job runs; not with *run_at*.
+    :param delay: seconds (or a timedelta) from now before the job runs; not with *run_at*;
+        0 to :data:`MAX_SECONDS`.
 
     Times are normalised: ``timeout`` and ``delay`` become float seconds.
     """
@@ -91,8 +114,10 @@ class Task:
         _check_name(self.queue, "queue")
         if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int):
             raise InvalidTaskError(f"max_retry must be an integer, not {self.max_retry!r}")
-        if self.max_retry < 0:
-            raise InvalidTaskError(f"max_retry must be 0 or more, not {self.max_retry}")
+        if not 0 <= self.max_retry <= MAX_MAX_RETRY:
+            raise InvalidTaskError(
+                f"max_retry must be between 0 and {MAX_MAX_RETRY}, not {self.max_retry}"
+            )
         timeout = _seconds(self.timeout, "timeout")
         if not timeout > 0:  # also rejects NaN
             raise InvalidTaskError(f"timeout must be more than 0 seconds, not {self.timeout!r}")
@@ -119,6 +144,25 @@ class Task:
             object.__setattr__(self, "delay", delay)
 
 
+def _from_row(
+    kind: str, payload: Any, queue: str, max_retry: int, timeout: float, priority: int
+) -> Task:
+    """A Task for a claimed row, skipping validation: the database already enforced it."""
+    task = object.__new__(Task)
+    for name, value in (
+        ("kind", kind),
+        ("payload", payload),
+        ("queue", queue),
+        ("max_retry", max_retry),
+        ("timeout", timeout),
+        ("priority", priority),
+        ("run_at", None),
+        ("delay", None),
+    ):
+        object.__setattr__(task, name, value)
+    return task
+
+
 def encode_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
     """Return *payload* as compact JSON text, refusing what Postgres' jsonb would reject.
 
@@ -131,7 +175,10 @@ def encode_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> 
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
     if "\\u0000" in text and _JSON_NUL.search(text):
         raise PayloadError("payload contains a NUL character, which jsonb cannot store")
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # ensure_ascii=False leaves lone surrogates in
+        raise PayloadError(f"payload is not valid Unicode text: {exc.reason}") from exc
     if size > max_bytes:
         raise PayloadTooLargeError(size, max_bytes)
     return text

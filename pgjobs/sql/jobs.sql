@@ -83,6 +83,12 @@ picked as (
         limit quota.n
         for update skip locked
     ) c
+),
+-- A worker that was waiting for a NOTIFY (unwait) and now has work stops asking for them.
+unwait as (
+    update {schema}.workers
+    set waiting = false
+    where %(unwait)s and id = %(worker_id)s and exists (select from picked)
 )
 update {schema}.jobs j
 set state = 'running',

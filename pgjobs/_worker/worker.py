@@ -1,0 +1,583 @@
+"""The worker: claims jobs by queue weight, runs them, records what became of them.
+
+::
+
+        LISTEN {schema}_wakeup / {schema}_control          (listener.py)
+                      │ wake                     │ cancel job N
+                      ▼                          ▼
+      ┌───────────────────────────────┐    ┌─────────────────┐
+      │ claim loop                    │    │ running jobs    │
+      │  waits for a free slot and    │───►│  async handler: │  deadline timer,
+      │  for work (NOTIFY or poll);   │    │   asyncio task  │  operator cancel,
+      │  job_claim with per-queue     │    │  sync handler:  │  shutdown
+      │  quotas (_weights.py)         │    │   daemon thread │
+      └───────────────────────────────┘    └────────┬────────┘
+                                                    │ Outcome
+                                           ┌────────▼────────┐
+                                           │ completer       │ job_finish_many,
+                                           │  (batches)      │ one statement per batch
+                                           └─────────────────┘
+      heartbeat · stager · rescuer: periodic passes (services.py)
+
+Slots: ``concurrency`` bounds the jobs whose code is running. A slot is taken at claim
+and given back when the handler returns; the claim asks only for as many jobs as there
+are free slots, so nothing waits in memory.
+
+Deadlines: when a job's timeout passes, its attempt is recorded as failed (retried with
+backoff or failed) at once. An async handler is cancelled. A sync handler's context is
+cancelled, but Python cannot stop a thread: the thread keeps its slot until the handler
+returns, so ``concurrency`` always counts code that is really running, and whatever the
+handler does after its deadline is discarded.
+
+Delivery is at least once: a job whose worker dies runs again after its lease expires,
+and every outcome write is guarded by (state running, attempt) so a late write from a
+presumed-dead worker cannot overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .. import _queries
+from .._dsn import redact, resolve_dsn
+from .._version import __version__
+from ..config import Config
+from ..context import Context
+from ..errors import HandlerNotFoundError, SchemaError, SkipRetry
+from ..registry import Registration, Registry
+from ..task import Task, _from_row
+from .completer import Completer
+from .listener import Listener
+from .outcome import Outcome, describe_error
+from .retry import DB_ERRORS, reconnect_delay
+from .services import Heartbeat, Rescuer, Stager, run_periodically
+from .threads import DaemonThreadPool
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("pgjobs.worker")
+
+
+class Running:
+    """Bookkeeping for one claimed job while its code runs."""
+
+    __slots__ = (
+        "aio_task",
+        "attempt",
+        "ctx",
+        "id",
+        "max_retry",
+        "registration",
+        "settled",
+        "started",
+        "task",
+        "timeout",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        max_retry: int,
+        timeout: float,
+        ctx: Context,
+        task: Task,
+        registration: Registration | None,
+        started: float,
+    ) -> None:
+        self.id = job_id
+        self.attempt = attempt
+        self.max_retry = max_retry
+        self.timeout = timeout
+        self.ctx = ctx
+        self.task = task
+        self.registration = registration
+        self.started = started
+        #: True once the attempt's fate is decided (outcome queued, or cancelled/released).
+        self.settled = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.aio_task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """Runs jobs from the queues in *config* with the handlers in *registry*."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        from .._weights import QueuePlanner
+
+        self.config = config
+        self.registry = registry
+        self.id = str(uuid.uuid4())
+        self._queries = _queries.queries(config.schema)
+        self._planner = QueuePlanner(config.queues, strict=config.strict_priority)
+        self._queue_names = list(config.queues)
+        self._running: dict[int, Running] = {}
+        self._free = config.concurrency
+        self._threads = DaemonThreadPool(config.concurrency)
+        self._stopping = False
+        self._waiting = False  # our row's `waiting` flag, as last written
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._listener: Listener | None = None
+        self._completer: Completer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.processed = 0
+        self.failed = 0
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check the schema, register, and start claiming. Returns once running."""
+        config = self.config
+        dsn = resolve_dsn(config.dsn)
+        self._loop = asyncio.get_running_loop()
+        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set when no job is running
+        self._idle.set()
+        self._abort = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=3,
+            max_size=4,
+            kwargs={"autocommit": True},
+            open=False,
+            name="pgjobs-worker",
+        )
+        await self._pool.open(wait=True, timeout=30.0)
+        self._row = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self._queue_names,
+            "concurrency": config.concurrency,
+            "version": __version__,
+        }
+        try:
+            async with self._pool.connection() as conn:
+                await self._check_schema(conn)
+                await conn.execute(self._queries["worker_register"], self._row)
+        except BaseException:
+            await self._pool.close()
+            raise
+        self._completer = Completer(
+            self._pool, config.schema, self.id, retain_completed=config.retain_completed
+        )
+        self._spawn(self._claim_loop(), "claim loop")
+        self._spawn(self._completer.run(), "completer")
+        if config.listen:
+            self._listener = Listener(dsn, config.schema, self._on_wakeup, self._on_control)
+            self._spawn(self._listener.run(), "listener")
+        services = (
+            Heartbeat(
+                config.schema,
+                config.heartbeat_interval,
+                self._row,
+                self._long_jobs,
+                config.lease,
+                config.lease_grace,
+            ),
+            Stager(config.schema, config.poll_interval, self._on_wakeup),
+            Rescuer(
+                config.schema, config.rescue_interval, stale_after=4 * config.heartbeat_interval
+            ),
+        )
+        for service in services:
+            self._spawn(run_periodically(service, self._pool), service.name)
+        if self._listener is not None:
+            # Return once wakeups work, so callers can rely on them; on failure the
+            # worker still polls, and the listener keeps trying in the background.
+            try:
+                await asyncio.wait_for(self._listener.ready.wait(), timeout=5.0)
+            except TimeoutError:
+                log.warning(
+                    "LISTEN is not in place yet; polling every %ss meanwhile", config.poll_interval
+                )
+        weights = ",".join(f"{q}={w}" for q, w in config.queues.items())
+        log.info(
+            "pgjobs %s worker %s started: queues %s (%s), concurrency %d, %s, database %s, "
+            "handlers: %s",
+            __version__,
+            self.id,
+            weights,
+            "strict" if config.strict_priority else "weighted",
+            config.concurrency,
+            "LISTEN/NOTIFY" if config.listen else f"polling every {config.poll_interval}s",
+            redact(dsn),
+            ", ".join(self.registry.kinds()) or "none",
+        )
+
+    async def _check_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        from ..migrate import head_revision
+
+        head = head_revision()
+        try:
+            cursor = await conn.execute(self._queries["schema_version"])
+            row = await cursor.fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = None
+        if row is None or row[0] != head:
+            found = "not installed" if row is None else f"at revision {row[0]}"
+            raise SchemaError(
+                f"the pgjobs schema {self.config.schema!r} is {found}, this worker needs "
+                f"revision {head}: run `python -m pgjobs migrate --schema {self.config.schema}`"
+            )
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"pgjobs {name}")
+        task.add_done_callback(self._on_task_done)
+        self._tasks.append(task)
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("pgjobs %s crashed", task.get_name(), exc_info=task.exception())
+        self._failed.set()
+
+    async def wait_failed(self) -> None:
+        """Return if an internal loop of the worker crashed (a bug): the caller should stop."""
+        await self._failed.wait()
+
+    def abort(self) -> None:
+        """Make a stop in progress give up waiting for running jobs."""
+        self._abort.set()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, let running jobs finish for *timeout* seconds (default
+        ``shutdown_timeout``), then cancel the rest and give them back to their queue."""
+        if self._stopping:
+            return
+        self._stopping = True
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        claim_loop = self._tasks[0]
+        self._wake.set()
+        self._slot_freed.set()
+        await asyncio.wait([claim_loop], timeout=5.0)  # a claim in flight finishes first
+        if not claim_loop.done():
+            claim_loop.cancel()
+        if self._running:
+            log.info("waiting up to %.1fs for %d running jobs", timeout, len(self._running))
+            idle = asyncio.ensure_future(self._idle.wait())
+            abort = asyncio.ensure_future(self._abort.wait())
+            await asyncio.wait([idle, abort], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            abort.cancel()
+        released = self._cancel_unfinished()
+        assert self._completer is not None
+        assert self._pool is not None
+        self._completer.close()
+        completer = self._tasks[1]
+        await asyncio.wait([completer], timeout=10.0)
+        if not completer.done():
+            log.error(
+                "could not record %d job outcomes before stopping; those jobs run again once "
+                "their lease expires",
+                self._completer.pending,
+            )
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with self._pool.connection(timeout=5.0) as conn:
+                if released:
+                    ids, attempts = zip(*released, strict=True)
+                    await conn.execute(
+                        self._queries["job_release"], {"ids": list(ids), "attempts": list(attempts)}
+                    )
+                    log.info("returned %d unfinished jobs to their queues", len(released))
+                await conn.execute(self._queries["worker_unregister"], {"id": self.id})
+        except DB_ERRORS as exc:
+            log.error(
+                "could not return %d jobs at shutdown (%s); they run again once their "
+                "lease expires",
+                len(released),
+                exc,
+            )
+        await self._pool.close()
+        self._threads.shutdown()
+        log.info(
+            "pgjobs worker %s stopped: %d jobs processed, %d failed attempts",
+            self.id,
+            self.processed,
+            self.failed,
+        )
+
+    def _cancel_unfinished(self) -> list[tuple[int, int]]:
+        released = []
+        for run in list(self._running.values()):
+            if run.settled:
+                continue  # outcome queued; a stuck thread is simply abandoned
+            run.settled = True
+            if run.timer is not None:
+                run.timer.cancel()
+            run.ctx._cancel("shutdown")
+            if run.aio_task is not None:
+                run.aio_task.cancel()
+            released.append((run.id, run.attempt))
+        return released
+
+    # --- claiming ------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._pool is not None
+        failures = 0
+        while not self._stopping:
+            try:
+                async with self._pool.connection() as conn:
+                    while not self._stopping:
+                        if self._free <= 0:
+                            self._slot_freed.clear()
+                            await self._slot_freed.wait()
+                            continue
+                        self._wake.clear()
+                        claimed = await self._claim(conn, min(self._free, self.config.claim_batch))
+                        failures = 0
+                        if claimed or self._stopping:
+                            continue
+                        listener = self._listener
+                        if listener is not None and listener.listening and not self._waiting:
+                            # Ask enqueuers for a NOTIFY, then look once more: a job that
+                            # committed before the flag did would otherwise wait for a poll.
+                            await conn.execute(
+                                self._queries["worker_set_waiting"],
+                                {"waiting": True, "id": self.id},
+                            )
+                            self._waiting = True
+                            continue
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            except DB_ERRORS as exc:
+                self._waiting = False  # unknown after a failure: set it again when idle
+                failures += 1
+                delay = reconnect_delay(failures)
+                log.warning("claiming failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _claim(self, conn: psycopg.AsyncConnection[Any], slots: int) -> int:
+        """Claim up to *slots* jobs, lending unused quota across queues; start them."""
+        quotas = self._planner.first_round(slots)
+        dry: set[str] = set()
+        total = 0
+        query = self._queries["job_claim"]
+        while quotas:
+            cursor = await conn.execute(
+                query,
+                {
+                    "queues": list(quotas),
+                    "limits": list(quotas.values()),
+                    "worker_id": self.id,
+                    "lease": self.config.lease,
+                    "grace": self.config.lease_grace,
+                    "unwait": self._waiting,
+                },
+            )
+            rows = await cursor.fetchall()
+            got: dict[str, int] = {}
+            if rows:
+                self._waiting = False  # the claim statement cleared the flag
+                for row in rows:
+                    got[row[1]] = got.get(row[1], 0) + 1
+                    self._start(row)
+                total += len(rows)
+                slots -= len(rows)
+            quotas = self._planner.next_round(slots, quotas, got, dry)
+        return total
+
+    # --- running -------------------------------------------------------------------
+
+    def _start(self, row: tuple[Any, ...]) -> None:
+        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, _ = row
+        loop = self._loop
+        assert loop is not None
+        registration = self.registry.find(kind)
+        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout)
+        task = _from_row(kind, payload, queue, max_retry, timeout, priority)
+        now = loop.time()
+        run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)
+        self._running[job_id] = run
+        self._free -= 1
+        self._idle.clear()
+        if registration is None:
+            self._settle(
+                run,
+                self._failure(
+                    run,
+                    HandlerNotFoundError(
+                        f"no handler registered for kind {kind!r} on worker {self.id}"
+                        f" (registered: {', '.join(self.registry.kinds()) or 'none'})"
+                    ),
+                ),
+            )
+            self._finish(run)
+            return
+        run.timer = loop.call_at(now + timeout, self._expire, run)
+        if registration.is_async:
+            run.aio_task = loop.create_task(self._run_async(run, registration))
+        else:
+            self._threads.submit(
+                loop,
+                registration.func,
+                (ctx, task),
+                lambda result, error: self._sync_done(run, result, error),
+            )
+
+    async def _run_async(self, run: Running, registration: Registration) -> None:
+        try:
+            await registration.func(run.ctx, run.task)
+        except asyncio.CancelledError:
+            if run.ctx.reason is None:
+                raise  # not a cancellation of ours
+        except BaseException as exc:
+            self._settle(run, self._failure(run, exc))
+        else:
+            self._settle(run, Outcome(run.id, run.attempt, "completed"))
+        finally:
+            self._finish(run)
+
+    def _sync_done(self, run: Running, result: Any, error: BaseException | None) -> None:
+        if run.settled and run.ctx.reason == "timeout":
+            log.warning(
+                "job %d (%s): sync handler returned %.1fs after its deadline; result discarded",
+                run.id,
+                run.task.kind,
+                -run.ctx.remaining(),
+                extra={"job_id": run.id},
+            )
+        elif error is None:
+            self._settle(run, Outcome(run.id, run.attempt, "completed"))
+        else:
+            self._settle(run, self._failure(run, error))
+        self._finish(run)
+
+    def _settle(self, run: Running, outcome: Outcome) -> None:
+        if run.settled:
+            return
+        run.settled = True
+        if run.timer is not None:
+            run.timer.cancel()
+        if outcome.state == "completed":
+            self.processed += 1
+        else:
+            self.failed += 1
+        assert self._completer is not None
+        self._completer.add(outcome)
+
+    def _finish(self, run: Running) -> None:
+        """The handler's code has returned: give its slot back."""
+        if self._running.pop(run.id, None) is None:
+            return
+        self._free += 1
+        self._slot_freed.set()
+        if not self._running:
+            self._idle.set()
+
+    def _expire(self, run: Running) -> None:
+        """The job's deadline passed: fail this attempt now and cancel the handler."""
+        if run.settled:
+            return
+        run.ctx._cancel("timeout")
+        self._settle(run, self._failure(run, TimeoutError(f"timed out after {run.timeout:g}s")))
+        if run.aio_task is not None:
+            run.aio_task.cancel()
+        else:
+            log.warning(
+                "job %d (%s): sync handler still running at its deadline; its context is "
+                "cancelled and its slot stays taken until it returns",
+                run.id,
+                run.task.kind,
+                extra={"job_id": run.id},
+            )
+
+    def _failure(self, run: Running, error: BaseException) -> Outcome:
+        text = describe_error(error)
+        kind = run.task.kind
+        if isinstance(error, SkipRetry) or run.attempt > run.max_retry:
+            why = "SkipRetry" if isinstance(error, SkipRetry) else "no retries left"
+            log.error(
+                "job %d (%s) failed on attempt %d (%s): %s",
+                run.id,
+                kind,
+                run.attempt,
+                why,
+                text.splitlines()[0],
+                extra={"job_id": run.id, "kind": kind, "attempt": run.attempt, "error": text},
+            )
+            return Outcome(run.id, run.attempt, "failed", error=text)
+        delay = self._retry_delay(run, error)
+        log.warning(
+            "job %d (%s) attempt %d failed, retry in %.0fs: %s",
+            run.id,
+            kind,
+            run.attempt,
+            delay,
+            text.splitlines()[0],
+            extra={
+                "job_id": run.id,
+                "kind": kind,
+                "attempt": run.attempt,
+                "error": text,
+                "retry_in": delay,
+            },
+        )
+        return Outcome(run.id, run.attempt, "scheduled", delay=delay, error=text)
+
+    def _retry_delay(self, run: Running, error: BaseException) -> float:
+        registration = run.registration
+        backoff = (registration.backoff if registration else None) or self.config.backoff
+        try:
+            return max(0.0, float(backoff(run.attempt, error)))
+        except Exception:
+            log.exception("backoff for kind %r failed; using the default", run.task.kind)
+            from ..backoff import default_backoff
+
+            return default_backoff(run.attempt, error)
+
+    # --- signals from the listener and services -------------------------------------
+
+    def _on_wakeup(self, queue: str | None) -> None:
+        if queue is None or queue in self.config.queues:
+            self._wake.set()
+
+    def _on_control(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            action, job_id = message.get("action"), int(message.get("job_id"))
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignoring malformed control message %r", payload)
+            return
+        run = self._running.get(job_id)
+        if action != "cancel" or run is None or run.settled:
+            return
+        # The database already says cancelled; stop the code and record nothing.
+        run.settled = True
+        if run.timer is not None:
+            run.timer.cancel()
+        run.ctx._cancel("cancelled")
+        if run.aio_task is not None:
+            run.aio_task.cancel()
+        log.info(
+            "job %d (%s) cancelled by an operator", job_id, run.task.kind, extra={"job_id": job_id}
+        )
+
+    def _long_jobs(self) -> tuple[list[int], list[int]]:
+        """Running jobs old enough that their lease needs extending by the heartbeat."""
+        assert self._loop is not None
+        horizon = self._loop.time() - self.config.heartbeat_interval
+        ids, attempts = [], []
+        for run in self._running.values():
+            if not run.settled and run.started < horizon:
+                ids.append(run.id)
+                attempts.append(run.attempt)
+        return ids, attempts

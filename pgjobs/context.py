@@ -1,0 +1,102 @@
+"""What a running handler knows about its job, and how it learns to stop.
+
+A :class:`Context` carries the job's identity, its attempt and deadline, and a
+cancellation signal. Cancellation has three causes, given by :attr:`Context.reason`:
+``"timeout"`` (the deadline passed), ``"shutdown"`` (the worker is stopping and its
+grace period ran out) and ``"cancelled"`` (an operator cancelled the job).
+
+Async handlers are cancelled for real (``asyncio.CancelledError`` at their next await).
+Sync handlers run in a thread, which Python cannot interrupt: they should poll
+:meth:`Context.cancelled` or sleep with :meth:`Context.wait`, which returns early when
+the job is cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["Context", "JobCancelled"]
+
+
+class JobCancelled(Exception):
+    """Raised by :meth:`Context.raise_if_cancelled` in a sync handler."""
+
+
+class Context:
+    """The running job's context, passed to every handler as its first argument."""
+
+    __slots__ = (
+        "_event",
+        "_monotonic_deadline",
+        "attempt",
+        "deadline",
+        "job_id",
+        "kind",
+        "max_retry",
+        "queue",
+        "reason",
+    )
+
+    def __init__(
+        self,
+        job_id: int,
+        kind: str,
+        queue: str,
+        attempt: int,
+        max_retry: int,
+        timeout: float,
+    ) -> None:
+        self.job_id = job_id
+        self.kind = kind
+        self.queue = queue
+        #: 1 on the first attempt.
+        self.attempt = attempt
+        self.max_retry = max_retry
+        #: When this attempt times out (aware UTC datetime).
+        self.deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        self._monotonic_deadline = time.monotonic() + timeout
+        #: Why the job was cancelled, or None while it may run.
+        self.reason: str | None = None
+        self._event: threading.Event | None = None  # made on first use: most jobs never ask
+
+    @property
+    def retries_left(self) -> int:
+        """Retries remaining after this attempt if it fails."""
+        return max(0, self.max_retry + 1 - self.attempt)
+
+    def remaining(self) -> float:
+        """Seconds until the deadline (negative once past)."""
+        return self._monotonic_deadline - time.monotonic()
+
+    def cancelled(self) -> bool:
+        """True once the job should stop: timed out, shutting down, or cancelled."""
+        return self.reason is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep up to *timeout* seconds (until the deadline if None), waking early on
+        cancellation. Returns True if the job was cancelled. For sync handlers."""
+        if self._event is None:
+            self._event = threading.Event()
+            if self.reason is not None:
+                self._event.set()
+        limit = self.remaining() if timeout is None else min(timeout, max(0.0, self.remaining()))
+        return self._event.wait(max(0.0, limit))
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if the job was cancelled."""
+        if self.reason is not None:
+            raise JobCancelled(self.reason)
+
+    def _cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self._event is not None:
+            self._event.set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Context job_id={self.job_id} kind={self.kind!r} attempt={self.attempt}"
+            f" reason={self.reason!r}>"
+        )

@@ -1,0 +1,147 @@
+"""The public worker: register handlers per kind, then run.
+
+::
+
+    server = pgjobs.Server(pgjobs.Config(queues={"critical": 6, "default": 3, "low": 1}))
+
+    @server.handler("send_email")
+    def send_email(ctx: pgjobs.Context, task: pgjobs.Task) -> None: ...
+
+    server.run()    # blocks; SIGINT/SIGTERM stop it gracefully, a second SIGINT at once
+
+For embedding in an application that has its own event loop::
+
+    await server.start()
+    ...
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from ._worker import Worker
+from .backoff import Backoff
+from .config import Config
+from .errors import ConfigurationError
+from .registry import Handler, HandlerFunc, Registration, Registry
+
+__all__ = ["Server"]
+
+log = logging.getLogger("pgjobs.worker")
+
+
+class Server:
+    """A worker process's jobs: a handler registry and the worker that runs them.
+
+    :param config: how to run; ``Config()`` (the defaults) when omitted.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.registry = Registry()
+        self._worker: Worker | None = None
+
+    # --- the registry ---------------------------------------------------------------
+
+    def register_handler(
+        self, kind: str, handler: Handler, *, backoff: Backoff | None = None
+    ) -> Registration:
+        """Run *handler* for jobs of *kind*; raises DuplicateHandlerError for a second one.
+
+        *backoff* overrides the retry delay for this kind: ``backoff(attempt, error)``.
+        """
+        return self.registry.register_handler(kind, handler, backoff=backoff)
+
+    def handler(
+        self, kind: str, *, backoff: Backoff | None = None
+    ) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Decorator: ``@server.handler("kind")`` registers the function below it."""
+        return self.registry.handler(kind, backoff=backoff)
+
+    def get_handler(self, kind: str) -> Registration:
+        """The registration for *kind*; raises HandlerNotFoundError if there is none."""
+        return self.registry.get_handler(kind)
+
+    # --- the lifecycle --------------------------------------------------------------
+
+    @property
+    def worker(self) -> Worker | None:
+        """The running worker, between :meth:`start` and :meth:`stop`."""
+        return self._worker
+
+    async def start(self, config: Config | None = None) -> None:
+        """Connect and start working; returns once the worker runs."""
+        if self._worker is not None:
+            raise ConfigurationError("this server is already running")
+        worker = Worker(config or self.config, self.registry)
+        await worker.start()
+        self._worker = worker
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: no new claims, running jobs get *timeout* seconds (default
+        ``shutdown_timeout``) to finish, the rest are cancelled and returned to their queue."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop(timeout)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def run(self, config: Config | None = None) -> None:
+        """Run until SIGINT or SIGTERM, then stop gracefully; a second signal stops at once.
+
+        *config* overrides the server's own for this run (the CLI's options do this).
+        """
+        asyncio.run(self.serve(config))
+
+    async def serve(self, config: Config | None = None) -> None:
+        """:meth:`run` for code already inside an event loop."""
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        received = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal received
+            received += 1
+            if received == 1:
+                log.info(
+                    "%s received: finishing running jobs (again to stop at once)",
+                    signal.Signals(signum).name,
+                )
+                stop_requested.set()
+            elif self._worker is not None:
+                log.warning("second signal: stopping now")
+                self._worker.abort()
+
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for signum in signals:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await self.start(config)
+            assert self._worker is not None
+            requested = asyncio.ensure_future(stop_requested.wait())
+            crashed = asyncio.ensure_future(self._worker.wait_failed())
+            await asyncio.wait([requested, crashed], return_when=asyncio.FIRST_COMPLETED)
+            requested.cancel()
+            crashed.cancel()
+            await self.stop()
+            if not stop_requested.is_set():
+                raise RuntimeError("the pgjobs worker stopped after an internal error (logged)")
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
