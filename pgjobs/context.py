@@ -71,7 +71,13 @@ class Context:
         return self._monotonic_deadline - time.monotonic()
 
     def cancelled(self) -> bool:
-        """True once the job should stop: timed out, shutting down, or cancelled."""
+        """True once the job should stop: timed out, shutting down, or cancelled.
+
+        The deadline is checked here too, so a handler never sees "not cancelled" past
+        its deadline while the worker's timer is still on its way.
+        """
+        if self.reason is None and time.monotonic() >= self._monotonic_deadline:
+            self.reason = "timeout"
         return self.reason is not None
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -81,12 +87,13 @@ class Context:
             self._event = threading.Event()
             if self.reason is not None:
                 self._event.set()
-        limit = self.remaining() if timeout is None else min(timeout, max(0.0, self.remaining()))
-        return self._event.wait(max(0.0, limit))
+        limit = self.remaining() if timeout is None else min(timeout, self.remaining())
+        self._event.wait(max(0.0, limit))
+        return self.cancelled()
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if the job was cancelled."""
-        if self.reason is not None:
+        if self.cancelled():
             raise JobCancelled(self.reason)
 
     def _cancel(self, reason: str) -> None:

@@ -440,6 +440,8 @@ class Worker:
             if run.ctx.reason is None:
                 raise  # not a cancellation of ours
         except BaseException as exc:
+            if run.ctx.reason == "timeout":
+                self._expire(run)
             self._settle(run, self._failure(run, exc))
         else:
             self._settle(run, Outcome(run.id, run.attempt, "completed"))
@@ -447,6 +449,8 @@ class Worker:
             self._finish(run)
 
     def _sync_done(self, run: Running, result: Any, error: BaseException | None) -> None:
+        if run.ctx.reason == "timeout" and not run.settled:
+            self._expire(run)  # it saw its deadline before our timer fired: same outcome
         if run.settled and run.ctx.reason == "timeout":
             log.warning(
                 "job %d (%s): sync handler returned %.1fs after its deadline; result discarded",

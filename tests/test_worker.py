@@ -1,0 +1,568 @@
+"""The worker, run in-process against a real Postgres: shares, wakeups, retries, timeouts.
+
+Each test starts a Server on its own fresh database and waits on events the handlers
+set, or polls the database with a generous bound; nothing asserts a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs.backoff import constant
+
+pytestmark = pytest.mark.timeout(120)
+
+WEIGHTS = {"critical": 6, "default": 3, "low": 1}
+
+
+def make_config(dsn: str, **overrides: Any) -> pgjobs.Config:
+    # A long poll interval proves that wakeups come from NOTIFY, not from polling.
+    settings: dict[str, Any] = {"dsn": dsn, "poll_interval": 30.0, "shutdown_timeout": 2.0}
+    settings.update(overrides)
+    return pgjobs.Config(**settings)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
+    """``await running(server, config)`` starts a server; all are stopped after the test."""
+    started: list[pgjobs.Server] = []
+
+    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
+        await server.start(config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(timeout=1.0)
+
+
+async def wait_until(check: Callable[[], bool], *, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {limit}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def job_row(db: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute("select * from pgjobs.jobs where id = %s", (job_id,)).fetchone()
+    assert row is not None, f"job {job_id} is gone"
+    return row
+
+
+async def wait_for_state(db: psycopg.Connection[Any], job_id: int, state: str) -> dict[str, Any]:
+    await wait_until(lambda: job_row(db, job_id)["state"] == state, what=f"job {job_id} {state}")
+    return job_row(db, job_id)
+
+
+# --- weighted queues ------------------------------------------------------------------
+
+
+async def test_weighted_shares_follow_the_weights(dsn, db, running) -> None:
+    per_queue = 3000
+    pgjobs.enqueue_many(
+        db, [pgjobs.Task("record", queue=q) for q in WEIGHTS for _ in range(per_queue)]
+    )
+    order: list[str] = []
+    enough = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("record")
+    async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        order.append(task.queue)
+        if len(order) >= 3000:
+            enough.set()
+
+    await running(server, make_config(dsn, queues=WEIGHTS, concurrency=10))
+    await asyncio.wait_for(enough.wait(), 60)
+    # Every queue still had backlog during the first 3,000 jobs, so shares are the weights.
+    shares = Counter(order[:3000])
+    for queue, weight in WEIGHTS.items():
+        assert abs(shares[queue] / 3000 - weight / 10) <= 0.05, shares
+
+
+async def test_an_empty_queue_lends_its_share(dsn, db, running) -> None:
+    """Only `low` (weight 1 of 10) has work: the worker still fills every slot with it."""
+    concurrency = 8
+    pgjobs.enqueue_many(db, [pgjobs.Task("hold", queue="low") for _ in range(40)])
+    active = 0
+    peak = 0
+    done = 0
+    all_done = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("hold")
+    async def hold(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        nonlocal active, peak, done
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+        done += 1
+        if done == 40:
+            all_done.set()
+
+    await running(server, make_config(dsn, queues=WEIGHTS, concurrency=concurrency))
+    await asyncio.wait_for(all_done.wait(), 60)
+    assert peak == concurrency
+
+
+async def test_lending_keeps_the_ratio_between_busy_queues(dsn, db, running) -> None:
+    """`critical` is empty; `default` and `low` share its slots 3:1."""
+    pgjobs.enqueue_many(
+        db, [pgjobs.Task("record", queue=q) for q in ("default", "low") for _ in range(2000)]
+    )
+    order: list[str] = []
+    enough = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("record")
+    async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        order.append(task.queue)
+        if len(order) >= 2000:
+            enough.set()
+
+    await running(server, make_config(dsn, queues=WEIGHTS, concurrency=10))
+    await asyncio.wait_for(enough.wait(), 60)
+    shares = Counter(order[:2000])
+    assert abs(shares["default"] / 2000 - 0.75) <= 0.05, shares
+
+
+async def test_strict_priority_drains_heavier_queues_first(dsn, db, running) -> None:
+    pgjobs.enqueue_many(
+        db,
+        [pgjobs.Task("record", queue=q) for q in ("low", "default", "critical") for _ in range(50)],
+    )
+    order: list[str] = []
+    all_done = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("record")
+    async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        order.append(task.queue)
+        if len(order) == 150:
+            all_done.set()
+
+    config = make_config(dsn, queues=WEIGHTS, strict_priority=True, concurrency=1)
+    await running(server, config)
+    await asyncio.wait_for(all_done.wait(), 60)
+    assert order == ["critical"] * 50 + ["default"] * 50 + ["low"] * 50
+
+
+async def test_priority_orders_jobs_within_a_queue(dsn, db, running) -> None:
+    pgjobs.enqueue_many(db, [pgjobs.Task("record", {"p": p}, priority=p) for p in (5, -1, 3, 0, 2)])
+    seen: list[int] = []
+    all_done = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("record")
+    async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        seen.append(task.payload["p"])
+        if len(seen) == 5:
+            all_done.set()
+
+    await running(server, make_config(dsn, concurrency=1))
+    await asyncio.wait_for(all_done.wait(), 30)
+    assert seen == [-1, 0, 2, 3, 5]
+
+
+async def test_a_paused_queue_is_not_claimed(dsn, db, running) -> None:
+    db.execute("insert into pgjobs.queues (name, paused_at) values ('low', now())")
+    pgjobs.enqueue(db, pgjobs.Task("record", queue="low"))
+    marker = pgjobs.enqueue(db, pgjobs.Task("record", queue="default"))
+    ran: list[int] = []
+    server = pgjobs.Server()
+
+    @server.handler("record")
+    async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        ran.append(ctx.job_id)
+
+    await running(server, make_config(dsn, queues=WEIGHTS, poll_interval=0.05))
+    await wait_until(lambda: marker in ran, what="the default-queue job")
+    await asyncio.sleep(0.3)  # several polls: the paused queue must stay untouched
+    assert ran == [marker]
+
+
+# --- wakeups --------------------------------------------------------------------------
+
+
+async def test_a_commit_wakes_an_idle_worker(dsn, running) -> None:
+    started = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.set()
+
+    await running(server, make_config(dsn, poll_interval=60.0))
+    worker = server.worker
+    assert worker is not None
+    await wait_until(lambda: worker._waiting, what="the worker to wait for work")
+    async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+        await pgjobs.enqueue_async(conn, pgjobs.Task("ping"))
+    # With a 60 s poll interval, only the NOTIFY can start the job this soon.
+    await asyncio.wait_for(started.wait(), 10)
+
+
+def listen(dsn: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("listen pgjobs_wakeup")
+    return conn
+
+
+def notifications(conn: psycopg.Connection[Any], wait: float) -> list[str]:
+    return [n.payload for n in conn.notifies(timeout=wait)]
+
+
+def test_notify_only_when_a_worker_waits_and_never_on_rollback(dsn, db) -> None:
+    listener = listen(dsn)
+    try:
+        # Nobody waits: enqueueing sends no NOTIFY (and takes no commit-time lock).
+        pgjobs.enqueue(db, pgjobs.Task("k", queue="default"))
+        assert notifications(listener, 0.3) == []
+        db.execute(
+            "insert into pgjobs.workers (id, host, pid, queues, concurrency, version, waiting)"
+            " values (gen_random_uuid(), 'h', 1, '{default}', 1, 't', true)"
+        )
+        with psycopg.connect(dsn) as conn:
+            with conn.transaction():
+                pgjobs.enqueue(conn, pgjobs.Task("k", queue="other"))  # nobody serves it
+            assert notifications(listener, 0.3) == []
+            try:
+                with conn.transaction():
+                    pgjobs.enqueue(conn, pgjobs.Task("k", queue="default"))
+                    raise RuntimeError("roll back")
+            except RuntimeError:
+                pass
+            assert notifications(listener, 0.3) == []
+            with conn.transaction():
+                pgjobs.enqueue(conn, pgjobs.Task("k", queue="default"))
+            assert notifications(listener, 2.0) == ["default"]
+            # A delayed job wakes nobody until it is due.
+            with conn.transaction():
+                pgjobs.enqueue(conn, pgjobs.Task("k", queue="default", delay=60))
+            assert notifications(listener, 0.3) == []
+    finally:
+        listener.close()
+
+
+async def test_scheduled_jobs_run_when_due(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("ping", delay=0.5))
+    assert job_row(db, job_id)["state"] == "scheduled"
+    started = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.set()
+
+    await running(server, make_config(dsn, poll_interval=0.2))
+    await asyncio.wait_for(started.wait(), 30)
+
+
+async def test_no_listen_mode_polls(dsn, db, running) -> None:
+    started = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.set()
+
+    await running(server, make_config(dsn, listen=False, poll_interval=0.1))
+    assert server.worker is not None and server.worker._listener is None
+    pgjobs.enqueue(db, pgjobs.Task("ping"))
+    await asyncio.wait_for(started.wait(), 30)
+    waiting = db.execute("select waiting from pgjobs.workers").fetchone()
+    assert waiting == (False,)  # a polling worker never asks for NOTIFYs
+
+
+# --- outcomes, retries and errors -------------------------------------------------------
+
+
+async def test_success_deletes_the_job_or_keeps_it_completed(dsn, db, running) -> None:
+    gone = pgjobs.enqueue(db, pgjobs.Task("ok"))
+    server = pgjobs.Server()
+    server.register_handler("ok", lambda ctx, task: None)
+    await running(server, make_config(dsn))
+    await wait_until(
+        lambda: db.execute("select count(*) from pgjobs.jobs").fetchone() == (0,),
+        what=f"job {gone} deleted",
+    )
+    await server.stop()
+
+    kept = pgjobs.enqueue(db, pgjobs.Task("ok"))
+    await running(server, make_config(dsn, retain_completed=True))
+    row = await wait_for_state(db, kept, "completed")
+    assert row["attempt"] == 1
+    assert row["finished_at"] is not None
+    assert row["lease_expires_at"] is None and row["worker_id"] is None
+
+
+async def test_retries_count_attempts_exactly_then_fail(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("flaky", max_retry=3))
+    attempts: list[int] = []
+    server = pgjobs.Server()
+
+    @server.handler("flaky", backoff=constant(0))
+    def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        attempts.append(ctx.attempt)
+        raise ValueError(f"attempt {ctx.attempt} broke")
+
+    await running(server, make_config(dsn, poll_interval=0.05))
+    row = await wait_for_state(db, job_id, "failed")
+    assert attempts == [1, 2, 3, 4]
+    assert row["attempt"] == 4
+    assert row["last_error"].startswith("ValueError: attempt 4 broke")
+    assert [e["attempt"] for e in row["errors"]] == [1, 2, 3, 4]
+    assert row["finished_at"] is not None
+
+
+async def test_a_retry_waits_out_its_backoff(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("flaky", max_retry=5))
+    server = pgjobs.Server()
+
+    @server.handler("flaky", backoff=constant(3600))
+    async def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise RuntimeError("later")
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "scheduled")
+    assert row["attempt"] == 1
+    waits = db.execute(
+        "select extract(epoch from run_at - now()) from pgjobs.jobs where id = %s", (job_id,)
+    ).fetchone()
+    assert waits is not None and 3500 < waits[0] <= 3600
+
+
+async def test_skip_retry_fails_at_once(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("doomed", max_retry=10))
+    server = pgjobs.Server()
+
+    @server.handler("doomed")
+    async def doomed(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise pgjobs.SkipRetry("the order no longer exists")
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "failed")
+    assert row["attempt"] == 1
+    assert "the order no longer exists" in row["last_error"]
+
+
+async def test_an_unknown_kind_fails_the_attempt_and_names_the_kind(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("mystery", max_retry=0))
+    server = pgjobs.Server()
+    server.register_handler("known", lambda ctx, task: None)
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "failed")
+    assert "no handler registered for kind 'mystery'" in row["last_error"]
+
+
+async def test_default_backoff_is_used_when_none_is_registered(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("flaky"))
+    server = pgjobs.Server()
+
+    @server.handler("flaky")
+    async def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise RuntimeError("no")
+
+    await running(server, make_config(dsn))
+    await wait_for_state(db, job_id, "scheduled")
+    waits = db.execute(
+        "select extract(epoch from run_at - now()) from pgjobs.jobs where id = %s", (job_id,)
+    ).fetchone()
+    assert waits is not None and 10 < waits[0] <= 45  # asynq: 15 + rand(30) on the first retry
+
+
+# --- timeouts and cancellation -----------------------------------------------------------
+
+
+async def test_a_timeout_cancels_an_async_handler(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("slow", timeout=0.3, max_retry=0))
+    cancelled = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("slow")
+    async def slow(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            assert ctx.reason == "timeout"
+            cancelled.set()
+            raise
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "failed")
+    assert row["last_error"].startswith("TimeoutError: timed out after 0.3s")
+    await asyncio.wait_for(cancelled.wait(), 10)
+
+
+async def test_a_timeout_cancels_a_sync_handlers_context(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("slow", timeout=0.3, max_retry=0))
+    woke = threading.Event()
+    server = pgjobs.Server()
+
+    @server.handler("slow")
+    def slow(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        if ctx.wait(60):  # returns early, True, once the context is cancelled
+            assert ctx.cancelled() and ctx.reason == "timeout"
+            woke.set()
+            ctx.raise_if_cancelled()
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "failed")
+    assert "timed out" in row["last_error"]
+    await wait_until(woke.is_set, what="the sync handler to see its cancellation")
+
+
+async def test_a_sync_handler_that_ignores_its_timeout_keeps_its_slot(dsn, db, running) -> None:
+    stuck_id = pgjobs.enqueue(db, pgjobs.Task("stuck", timeout=0.2, max_retry=0))
+    release = threading.Event()
+    second_ran = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("stuck")
+    def stuck(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        release.wait(30)  # ignores ctx entirely
+
+    @server.handler("next")
+    async def next_job(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        second_ran.set()
+
+    await running(server, make_config(dsn, concurrency=1, poll_interval=0.05))
+    await wait_for_state(db, stuck_id, "failed")  # the attempt fails at its deadline
+    pgjobs.enqueue(db, pgjobs.Task("next"))
+    await asyncio.sleep(0.5)  # several polls with a free queue slot but no free thread
+    assert not second_ran.is_set(), "the stuck thread's slot was given away"
+    release.set()
+    await asyncio.wait_for(second_ran.wait(), 30)
+
+
+async def test_an_operator_cancel_reaches_the_running_handler(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("long"))
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("long")
+    async def long(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            if ctx.reason == "cancelled":
+                cancelled.set()
+            raise
+
+    await running(server, make_config(dsn))
+    await asyncio.wait_for(started.wait(), 10)
+    # What the operators' cancel function does: mark it cancelled, then tell the worker.
+    db.execute(
+        "update pgjobs.jobs set state = 'cancelled', finished_at = now() where id = %s", (job_id,)
+    )
+    db.execute(
+        "select pg_notify('pgjobs_control', json_build_object('action', 'cancel',"
+        " 'job_id', %s::bigint)::text)",
+        (job_id,),
+    )
+    await asyncio.wait_for(cancelled.wait(), 10)
+    await asyncio.sleep(0.2)  # the worker must not write an outcome over the cancel
+    assert job_row(db, job_id)["state"] == "cancelled"
+
+
+# --- the registry and configuration -----------------------------------------------------
+
+
+def test_registry_refuses_a_second_handler_for_a_kind() -> None:
+    server = pgjobs.Server()
+    server.register_handler("a", lambda ctx, task: None)
+    with pytest.raises(pgjobs.DuplicateHandlerError, match="'a'"):
+        server.register_handler("a", lambda ctx, task: None)
+    with pytest.raises(pgjobs.DuplicateHandlerError):
+        server.handler("a")(lambda ctx, task: None)
+
+
+def test_get_handler_finds_functions_objects_and_reports_missing_kinds() -> None:
+    class Mailer:
+        def handle(self, ctx: pgjobs.Context, task: pgjobs.Task) -> str:
+            return "sent"
+
+    class AsyncMailer:
+        async def handle(self, ctx: pgjobs.Context, task: pgjobs.Task) -> None: ...
+
+    async def coroutine(ctx: pgjobs.Context, task: pgjobs.Task) -> None: ...
+
+    server = pgjobs.Server()
+    server.register_handler("sync_object", Mailer())
+    server.register_handler("async_object", AsyncMailer())
+    server.register_handler("async_func", coroutine)
+    assert server.get_handler("sync_object").is_async is False
+    assert server.get_handler("async_object").is_async is True
+    assert server.get_handler("async_func").is_async is True
+    with pytest.raises(pgjobs.HandlerNotFoundError, match="'nope'"):
+        server.get_handler("nope")
+    with pytest.raises(pgjobs.ConfigurationError):
+        server.register_handler("bad", 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("concurrency", 0),
+        ("concurrency", 1.5),
+        ("queues", {}),
+        ("queues", {"default": 0}),
+        ("queues", {"": 1}),
+        ("shutdown_timeout", -1),
+        ("poll_interval", 0),
+        ("lease", float("nan")),
+        ("heartbeat_interval", 40.0),  # more than half the default 60 s lease
+        ("schema", "Bad-Name"),
+    ],
+)
+def test_config_rejects_bad_values(field: str, value: Any) -> None:
+    with pytest.raises(pgjobs.ConfigurationError):
+        pgjobs.Config(**{field: value})
+
+
+def test_config_defaults_and_queue_parsing() -> None:
+    config = pgjobs.Config()
+    assert config.concurrency == 10 and config.queues == {"default": 1}
+    assert config.strict_priority is False and config.shutdown_timeout == 10.0
+    assert dataclasses.replace(config, concurrency=3).concurrency == 3
+    from pgjobs.config import parse_queues
+
+    assert parse_queues("critical=6, default=3,low") == {"critical": 6, "default": 3, "low": 1}
+    for bad in ("critical=x", "a=1,a=2", "a=0", ",", "=3"):
+        with pytest.raises(pgjobs.ConfigurationError):
+            parse_queues(bad)
+
+
+def test_planner_lends_and_stays_exact_over_small_batches() -> None:
+    from pgjobs._weights import QueuePlanner
+
+    planner = QueuePlanner(WEIGHTS)
+    picks = Counter[str]()
+    for _ in range(1000):
+        picks.update(planner.first_round(1))
+    assert picks == {"critical": 600, "default": 300, "low": 100}
+    dry: set[str] = set()
+    asked = {"critical": 6, "default": 3, "low": 1}
+    lent = planner.next_round(5, asked, {"critical": 6, "default": 0, "low": 0}, dry)
+    assert dry == {"default", "low"} and lent == {"critical": 5}
+    assert planner.next_round(2, lent, {"critical": 3}, dry) == {}
+    strict = QueuePlanner(WEIGHTS, strict=True)
+    assert strict.first_round(4) == {"critical": 4}
+    dry = set()
+    assert strict.next_round(3, {"critical": 4}, {"critical": 1}, dry) == {"default": 3}
