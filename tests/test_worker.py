@@ -281,7 +281,8 @@ async def test_no_listen_mode_polls(dsn, db, running) -> None:
         started.set()
 
     await running(server, make_config(dsn, listen=False, poll_interval=0.1))
-    assert server.worker is not None and server.worker._listener is None
+    assert server.worker is not None
+    assert server.worker._listener is None
     pgjobs.enqueue(db, pgjobs.Task("ping"))
     await asyncio.wait_for(started.wait(), 30)
     waiting = db.execute("select waiting from pgjobs.workers").fetchone()
@@ -307,7 +308,8 @@ async def test_success_deletes_the_job_or_keeps_it_completed(dsn, db, running) -
     row = await wait_for_state(db, kept, "completed")
     assert row["attempt"] == 1
     assert row["finished_at"] is not None
-    assert row["lease_expires_at"] is None and row["worker_id"] is None
+    assert row["lease_expires_at"] is None
+    assert row["worker_id"] is None
 
 
 async def test_retries_count_attempts_exactly_then_fail(dsn, db, running) -> None:
@@ -343,7 +345,8 @@ async def test_a_retry_waits_out_its_backoff(dsn, db, running) -> None:
     waits = db.execute(
         "select extract(epoch from run_at - now()) from pgjobs.jobs where id = %s", (job_id,)
     ).fetchone()
-    assert waits is not None and 3500 < waits[0] <= 3600
+    assert waits is not None
+    assert 3500 < waits[0] <= 3600
 
 
 async def test_skip_retry_fails_at_once(dsn, db, running) -> None:
@@ -382,7 +385,8 @@ async def test_default_backoff_is_used_when_none_is_registered(dsn, db, running)
     waits = db.execute(
         "select extract(epoch from run_at - now()) from pgjobs.jobs where id = %s", (job_id,)
     ).fetchone()
-    assert waits is not None and 10 < waits[0] <= 45  # asynq: 15 + rand(30) on the first retry
+    assert waits is not None
+    assert 10 < waits[0] <= 45
 
 
 # --- timeouts and cancellation -----------------------------------------------------------
@@ -416,7 +420,8 @@ async def test_a_timeout_cancels_a_sync_handlers_context(dsn, db, running) -> No
     @server.handler("slow")
     def slow(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         if ctx.wait(60):  # returns early, True, once the context is cancelled
-            assert ctx.cancelled() and ctx.reason == "timeout"
+            assert ctx.cancelled()
+            assert ctx.reason == "timeout"
             woke.set()
             ctx.raise_if_cancelled()
 
@@ -538,8 +543,10 @@ def test_config_rejects_bad_values(field: str, value: Any) -> None:
 
 def test_config_defaults_and_queue_parsing() -> None:
     config = pgjobs.Config()
-    assert config.concurrency == 10 and config.queues == {"default": 1}
-    assert config.strict_priority is False and config.shutdown_timeout == 10.0
+    assert config.concurrency == 10
+    assert config.queues == {"default": 1}
+    assert config.strict_priority is False
+    assert config.shutdown_timeout == 10.0
     assert dataclasses.replace(config, concurrency=3).concurrency == 3
     from pgjobs.config import parse_queues
 
@@ -560,7 +567,8 @@ def test_planner_lends_and_stays_exact_over_small_batches() -> None:
     dry: set[str] = set()
     asked = {"critical": 6, "default": 3, "low": 1}
     lent = planner.next_round(5, asked, {"critical": 6, "default": 0, "low": 0}, dry)
-    assert dry == {"default", "low"} and lent == {"critical": 5}
+    assert dry == {"default", "low"}
+    assert lent == {"critical": 5}
     assert planner.next_round(2, lent, {"critical": 3}, dry) == {}
     strict = QueuePlanner(WEIGHTS, strict=True)
     assert strict.first_round(4) == {"critical": 4}
