@@ -18,11 +18,41 @@ import psycopg_pool
 
 from .._version import __version__
 from ..errors import PgjobsError
-from . import demo, migrate_cmd
+from . import (
+    cancel,
+    demo,
+    doctor,
+    enqueue_cmd,
+    grants,
+    jobs,
+    migrate_cmd,
+    pause,
+    purge,
+    resume,
+    retry,
+    status,
+    why,
+    worker_cmd,
+)
 
 __all__ = ["main"]
 
-COMMANDS = (migrate_cmd, demo)
+COMMANDS = (
+    migrate_cmd,
+    worker_cmd,
+    demo,
+    status,
+    jobs,
+    enqueue_cmd,
+    retry,
+    cancel,
+    pause,
+    resume,
+    why,
+    doctor,
+    purge,
+    grants,
+)
 
 EPILOG = """\
 The database comes from --dsn, else $PGJOBS_DSN, else $DATABASE_URL.

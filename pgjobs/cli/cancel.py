@@ -1,0 +1,47 @@
+"""``pgjobs cancel ID``: cancel a job, cooperatively when it is running."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import admin
+from ._output import connect, new_parser
+
+EXAMPLES = """
+pgjobs cancel 42
+pgjobs cancel 42 --reason "customer withdrew the order"
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = new_parser(
+        subparsers,
+        "cancel",
+        help="cancel a job (a running one cooperatively)",
+        description=(
+            "Cancel a scheduled, available or running job. A running job is marked cancelled "
+            "at once and its worker is told through NOTIFY, which cancels the handler's "
+            "context; the handler's own result is then discarded. Calls cancel_job()."
+        ),
+        examples=EXAMPLES,
+    )
+    parser.add_argument("id", metavar="ID", help="the job id")
+    parser.add_argument("--reason", help="recorded as the job's last error")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    job_id = admin.check_job_id(args.id)
+    with connect(args) as conn:
+        before = admin.get_job(conn, job_id, schema=args.schema)
+        if not admin.cancel_job(conn, job_id, reason=args.reason, schema=args.schema):
+            state = admin.get_job(conn, job_id, schema=args.schema).state
+            raise admin.JobStateError(
+                f"job {job_id} is already {state}: only scheduled, available or running jobs "
+                "can be cancelled"
+            )
+    if before.state == "running":
+        print(f"job {job_id} cancelled; its worker {before.worker_id} was told to stop it")
+    else:
+        print(f"job {job_id} cancelled (it was {before.state})")
+    return 0

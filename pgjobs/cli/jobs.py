@@ -1,0 +1,150 @@
+"""``pgjobs jobs list`` and ``pgjobs jobs show ID``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import admin
+from ._output import (
+    add_json_option,
+    age,
+    connect,
+    duration,
+    new_parser,
+    print_json,
+    table,
+    timestamp,
+)
+
+EXAMPLES = """
+pgjobs jobs list                                 # the 50 newest jobs
+pgjobs jobs list --state failed --queue email    # failed jobs of one queue
+pgjobs jobs list --kind send_receipt --limit 10 --json
+pgjobs jobs show 42                              # everything about job 42, payload included
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = new_parser(
+        subparsers,
+        "jobs",
+        help="list jobs, or show one",
+        description="List jobs (newest first) or show everything about one job.",
+        examples=EXAMPLES,
+        database=False,
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    listing = new_parser(
+        actions,
+        "list",
+        help="the newest jobs, optionally filtered",
+        description="List jobs, newest first, without their payloads.",
+        examples="""
+        pgjobs jobs list --state failed
+        pgjobs jobs list --queue email --kind send_receipt --limit 200
+        """,
+    )
+    listing.add_argument("--state", choices=admin.STATES, help="only jobs in this state")
+    listing.add_argument("--queue", help="only jobs of this queue")
+    listing.add_argument("--kind", help="only jobs of this kind")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    add_json_option(listing)
+    listing.set_defaults(func=run_list)
+
+    show = new_parser(
+        actions,
+        "show",
+        help="everything about one job",
+        description="Show one job: its state, times, attempts, worker, payload and errors.",
+        examples="""
+        pgjobs jobs show 42
+        pgjobs jobs show 42 --json | jq .payload
+        """,
+    )
+    show.add_argument("id", metavar="ID", help="the job id")
+    add_json_option(show)
+    show.set_defaults(func=run_show)
+
+
+def _first_line(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with connect(args) as conn:
+        jobs = admin.list_jobs(
+            conn,
+            state=args.state,
+            queue=args.queue,
+            kind=args.kind,
+            limit=args.limit,
+            schema=args.schema,
+        )
+    if args.json:
+        print_json(jobs)
+        return 0
+    if not jobs:
+        print("no jobs match")
+        return 0
+    rows = [
+        [
+            job.id,
+            job.state,
+            job.queue,
+            job.kind,
+            job.priority,
+            f"{job.attempt}/{job.max_retry + 1}",
+            age(job.created_at),
+            age(job.run_at),
+            _first_line(job.last_error),
+        ]
+        for job in jobs
+    ]
+    headers = ["id", "state", "queue", "kind", "priority", "attempt", "created", "run at", "error"]
+    print(table(headers, rows))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with connect(args) as conn:
+        job = admin.get_job(conn, args.id, schema=args.schema)
+    if args.json:
+        print_json(job)
+        return 0
+    worker = "-"
+    if job.worker_id is not None:
+        where = f" (host {job.worker_host}, pid {job.worker_pid})" if job.worker_host else ""
+        worker = f"{job.worker_id}{where}"
+    fields = [
+        ("id", job.id),
+        ("kind", job.kind),
+        ("queue", job.queue),
+        ("state", job.state),
+        ("priority", job.priority),
+        ("attempt", f"{job.attempt} of {job.max_retry + 1} allowed (max_retry {job.max_retry})"),
+        ("timeout", duration(job.timeout)),
+        ("created", f"{timestamp(job.created_at)} ({age(job.created_at)})"),
+        ("run at", f"{timestamp(job.run_at)} ({age(job.run_at)})"),
+        ("started", timestamp(job.started_at)),
+        ("finished", timestamp(job.finished_at)),
+        ("lease until", timestamp(job.lease_expires_at)),
+        ("worker", worker),
+        ("last error", job.last_error or "-"),
+    ]
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        text = str(value).replace("\n", "\n" + " " * (width + 2))
+        print(f"{name.ljust(width)}  {text}")
+    print("payload:")
+    print("  " + json.dumps(job.payload, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    if job.errors:
+        print("errors:")
+        for entry in job.errors:
+            error = str(entry.get("error", "")).replace("\n", "\n      ")
+            print(f"  attempt {entry.get('attempt')} at {entry.get('at')}:\n      {error}")
+    return 0

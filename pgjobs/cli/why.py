@@ -1,0 +1,34 @@
+"""``pgjobs why ID``: why a job is or is not running, in words."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import admin
+from ._output import connect, new_parser
+
+EXAMPLES = """
+pgjobs why 42
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = new_parser(
+        subparsers,
+        "why",
+        help="explain why a job is or is not running",
+        description=(
+            "Say why a job is or is not running: scheduled for later, its queue paused, no "
+            "live worker serving its queue, waiting behind other jobs, running (since when, "
+            "on which worker), failed (with the error) or finished. Calls why()."
+        ),
+        examples=EXAMPLES,
+    )
+    parser.add_argument("id", metavar="ID", help="the job id")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with connect(args) as conn:
+        print(admin.why(conn, args.id, schema=args.schema))
+    return 0

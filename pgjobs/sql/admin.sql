@@ -1,0 +1,83 @@
+-- What operators run: the statements behind pgjobs.admin and the CLI's status, jobs,
+-- retry, cancel, pause, resume, why, doctor, purge and grants commands.
+--
+-- The logic lives in the views and functions of migration 0002 (documented in
+-- docs/sql-reference.md), so psql users and the CLI get the same answers; these
+-- statements only call them. {schema} is substituted at load (see pgjobs/_queries.py);
+-- everything else is a bound parameter.
+--
+-- The functions acting on one job raise no_data_found (SQLSTATE P0002) for an unknown
+-- id; pgjobs.admin turns that into JobNotFoundError.
+
+-- name: queue_summary
+select queue, paused, paused_at, scheduled, available, running, completed, failed, cancelled,
+       oldest_ready_age, completed_last_minute, failed_last_minute, retried_last_minute,
+       workers, concurrency
+from {schema}.queue_summary;
+
+-- name: worker_list_live
+select id, host, pid, queues, concurrency, version, started_at, heartbeat_at, waiting, running
+from {schema}.live_workers;
+
+-- name: job_list
+-- Newest first, through the primary key; each filter is optional.
+select id, queue, kind, state::text, priority, attempt, max_retry, run_at, created_at,
+       started_at, finished_at, worker_id, last_error
+from {schema}.jobs
+where (%(state)s::text is null or state = %(state)s::{schema}.job_state)
+  and (%(queue)s::text is null or queue = %(queue)s)
+  and (%(kind)s::text is null or kind = %(kind)s)
+order by id desc
+limit %(limit)s;
+
+-- name: job_get
+select j.id, j.queue, j.kind, j.state::text, j.priority, j.attempt, j.max_retry, j.run_at,
+       j.created_at, j.started_at, j.finished_at, j.worker_id, j.last_error, j.payload,
+       extract(epoch from j.timeout)::float8 as timeout, j.lease_expires_at, j.errors,
+       w.host as worker_host, w.pid as worker_pid
+from {schema}.jobs j
+left join {schema}.workers w on w.id = j.worker_id
+where j.id = %(id)s;
+
+-- name: job_retry
+select {schema}.retry_job(%(id)s);
+
+-- name: job_retry_failed
+select {schema}.retry_failed(%(kind)s, %(queue)s);
+
+-- name: job_cancel
+select {schema}.cancel_job(%(id)s, %(reason)s);
+
+-- name: job_why
+select {schema}.why(%(id)s);
+
+-- name: job_purge_finished
+select {schema}.purge_finished(make_interval(secs => %(older_than)s), %(max_rows)s,
+                               %(states)s::{schema}.job_state[]);
+
+-- name: job_count_finished
+-- What job_purge_finished would delete, for --dry-run.
+select count(*)
+from {schema}.jobs
+where state = any (%(states)s::{schema}.job_state[])
+  and finished_at < now() - make_interval(secs => %(older_than)s);
+
+-- name: queue_pause
+select {schema}.pause_queue(%(queue)s, %(force)s);
+
+-- name: queue_resume
+select {schema}.resume_queue(%(queue)s);
+
+-- name: doctor_run
+select check_name, status, detail
+from {schema}.doctor(make_interval(secs => %(long_transaction)s));
+
+-- name: doctor_vacuum_blockers
+select kind, pid, database, username, name, state, xact_start, query_start, xact_duration,
+       xmin_age, query
+from {schema}.vacuum_blockers
+limit %(limit)s;
+
+-- name: roles_grant
+select stmt
+from {schema}.grant_roles(%(enqueuer)s, %(worker)s, %(reader)s, %(create_missing)s) as g(stmt);
