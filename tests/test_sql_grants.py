@@ -1,0 +1,222 @@
+"""Least privilege: grant_roles() and what each of its three roles can and cannot do.
+
+Roles belong to the whole server, so each test makes its own, uniquely named, and drops
+them afterwards. Sessions take a role with SET ROLE (or the ``role`` startup option for
+the worker), which checks privileges exactly as a login role that is a member would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import pytest
+from psycopg.conninfo import make_conninfo
+
+import pgjobs
+from pgjobs import _queries, admin
+
+Q = _queries.queries()
+Denied = psycopg.errors.InsufficientPrivilege
+
+
+@pytest.fixture
+def roles(dsn: str, admin_dsn: str) -> Iterator[dict[str, str]]:
+    suffix = secrets.token_hex(4)
+    names = {kind: f"pgjobs_test_{kind}_{suffix}" for kind in ("enqueuer", "worker", "reader")}
+    yield names
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in names.values():
+            exists = conn.execute("select from pg_roles where rolname = %s", (name,)).fetchone()
+            if exists is not None:
+                conn.execute(f"drop owned by {name}".encode())
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f"drop role if exists {name}".encode())
+
+
+@pytest.fixture
+def granted(db: psycopg.Connection[Any], roles: dict[str, str]) -> dict[str, str]:
+    admin.grant_roles(db, **roles)
+    return roles
+
+
+def as_role(dsn: str, role: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(f"set role {role}".encode())
+    return conn
+
+
+def test_grant_roles_creates_the_roles_and_is_idempotent(db, roles) -> None:
+    first = admin.grant_roles(db, **roles)
+    assert first[:3] == [
+        f"CREATE ROLE {roles[k]} NOLOGIN" for k in ("enqueuer", "worker", "reader")
+    ]
+    assert any(s.startswith("GRANT EXECUTE ON FUNCTION pgjobs.enqueue(") for s in first)
+    second = admin.grant_roles(db, **roles)
+    assert second == first[3:]  # nothing to create the second time
+    logins = db.execute(
+        "select rolname, rolcanlogin from pg_roles where rolname = any(%s) order by 1",
+        (list(roles.values()),),
+    ).fetchall()
+    assert [login for _, login in logins] == [False, False, False]
+
+
+def test_grant_roles_without_create_needs_existing_roles(db, roles) -> None:
+    with pytest.raises(psycopg.errors.UndefinedObject):
+        admin.grant_roles(db, create_missing=False, **roles)
+
+
+def test_the_enqueuer_can_enqueue_every_way(dsn, db, granted) -> None:
+    # A waiting worker, so that the wakeup check (which reads workers) runs too.
+    db.execute(
+        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version, waiting)"
+        " values (gen_random_uuid(), 'h', 1, '{default}', 1, 'x', true)"
+    )
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        by_function = conn.execute("select pgjobs.enqueue('a', '{\"n\": 1}')").fetchone()[0]
+        by_python = pgjobs.enqueue(conn, pgjobs.Task("b", {"n": 2}, delay=60))
+        by_bulk = pgjobs.enqueue_many(conn, [pgjobs.Task("c"), pgjobs.Task("c")])
+        by_insert = conn.execute(
+            "insert into pgjobs.jobs (kind, payload, queue) values ('d', '{}', 'low') returning id"
+        ).fetchone()[0]
+    kinds = dict(db.execute("select id, kind from pgjobs.jobs").fetchall())
+    assert [kinds[i] for i in (by_function, by_python, *by_bulk, by_insert)] == [
+        "a",
+        "b",
+        "c",
+        "c",
+        "d",
+    ]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select payload from pgjobs.jobs",
+        "select * from pgjobs.jobs",
+        "select kind from pgjobs.jobs",
+        "select count(*) from pgjobs.jobs where payload ? 'secret'",
+        "select * from pgjobs.queue_summary",
+        "select * from pgjobs.failed_jobs",
+        "update pgjobs.jobs set state = 'cancelled'",
+        "update pgjobs.jobs set payload = '{}' where id = %(id)s",
+        "delete from pgjobs.jobs",
+        "select pgjobs.cancel_job(%(id)s)",
+        "select pgjobs.retry_job(%(id)s)",
+        "select pgjobs.why(%(id)s)",
+        "select pgjobs.pause_queue('default')",
+        "select pgjobs.purge_finished('0 s')",
+        "insert into pgjobs.jobs (kind, worker_id) values ('x', gen_random_uuid())",
+        "insert into pgjobs.queues (name, paused_at) values ('default', now())",
+        "delete from pgjobs.workers",
+    ],
+)
+def test_the_enqueuer_cannot_read_payloads_or_change_jobs(dsn, db, granted, statement) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", {"secret": "card 4242"}))
+    with as_role(dsn, granted["enqueuer"]) as conn, pytest.raises(Denied):
+        conn.execute(statement.encode(), {"id": job_id})
+    assert db.execute("select state::text, payload from pgjobs.jobs").fetchall() == [
+        ("available", {"secret": "card 4242"})
+    ]
+
+
+def test_the_enqueuer_cannot_claim(dsn, db, granted) -> None:
+    pgjobs.enqueue(db, pgjobs.Task("a"))
+    params = {
+        "queues": ["default"],
+        "limits": [10],
+        "grace": 10,
+        "lease": 60,
+        "worker_id": "00000000-0000-0000-0000-000000000001",
+        "unwait": False,
+    }
+    with as_role(dsn, granted["enqueuer"]) as conn, pytest.raises(Denied):
+        conn.execute(Q["job_claim"], params)
+    assert db.execute("select state::text from pgjobs.jobs").fetchone()[0] == "available"
+
+
+def test_the_enqueuer_sees_ids_and_states_but_no_kinds(dsn, db, granted) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        rows = conn.execute("select id, queue, state::text from pgjobs.jobs").fetchall()
+    assert rows == [(job_id, "default", "available")]
+
+
+def test_the_reader_inspects_but_changes_nothing(dsn, db, granted) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", {"n": 1}))
+    with as_role(dsn, granted["reader"]) as conn:
+        assert admin.get_job(conn, job_id).payload == {"n": 1}
+        assert [q.queue for q in admin.queue_summary(conn)] == ["default"]
+        assert admin.list_jobs(conn)[0].id == job_id
+        assert "is ready to run" in admin.why(conn, job_id)
+        assert admin.doctor(conn)
+        assert admin.live_workers(conn) == []
+        conn.execute("select * from pgjobs.running_jobs, pgjobs.failed_jobs")
+        for statement in (
+            "select pgjobs.enqueue('x')",
+            "insert into pgjobs.jobs (kind) values ('x')",
+            "update pgjobs.jobs set priority = 1",
+            "delete from pgjobs.jobs",
+            f"select pgjobs.cancel_job({job_id})",
+            "select pgjobs.pause_queue('default')",
+        ):
+            with pytest.raises(Denied):
+                conn.execute(statement.encode())
+    assert db.execute("select state::text, priority from pgjobs.jobs").fetchall() == [
+        ("available", 0)
+    ]
+
+
+def test_public_cannot_call_the_definer_rights_enqueue(dsn, db, roles, admin_dsn) -> None:
+    # A role with USAGE on the schema but no grant of its own.
+    outsider = roles["reader"]
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"create role {outsider} nologin".encode())
+    db.execute(f"grant usage on schema pgjobs to {outsider}".encode())
+    with (
+        as_role(dsn, outsider) as conn,
+        pytest.raises(Denied, match="permission denied for function enqueue"),
+    ):
+        conn.execute("select pgjobs.enqueue('a')")
+
+
+async def test_a_worker_runs_jobs_with_only_the_worker_role(dsn, db, granted) -> None:
+    ran = asyncio.Event()
+    payloads: list[Any] = []
+    failing = pgjobs.enqueue(db, pgjobs.Task("flaky", max_retry=1))
+    job_id = pgjobs.enqueue(db, pgjobs.Task("work", {"n": 7}))
+    server = pgjobs.Server()
+
+    @server.handler("work")
+    async def work(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        payloads.append(task.payload)
+        ran.set()
+
+    @server.handler("flaky")
+    async def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise ValueError("nope")
+
+    worker_dsn = make_conninfo(dsn, options=f"-c role={granted['worker']}")
+    config = pgjobs.Config(dsn=worker_dsn, poll_interval=0.05, retain_completed=True)
+    await server.start(config)
+    try:
+        await asyncio.wait_for(ran.wait(), 30)
+        for _ in range(600):
+            states = dict(db.execute("select id, state::text from pgjobs.jobs").fetchall())
+            if states.get(job_id) == "completed" and states.get(failing) in ("failed", "scheduled"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await server.stop(timeout=2)
+    assert payloads == [{"n": 7}]
+    assert states[job_id] == "completed"
+    assert states[failing] in ("failed", "scheduled")
+    who = db.execute(
+        "select count(*) from pgjobs.stats where completed > 0 or failed > 0 or retried > 0"
+    ).fetchone()[0]
+    assert who >= 1
