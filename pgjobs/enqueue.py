@@ -97,7 +97,9 @@ def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -
         try:
             payload = encode_payload(task.payload, max_payload_bytes)
         except InvalidTaskError as exc:
-            raise type(exc)(f"tasks[{index}]: {exc}") from exc
+            # Say which task, keeping the exception's type and attributes (size, limit).
+            exc.args = (f"tasks[{index}]: {exc}",)
+            raise
         columns["queues"].append(task.queue)
         columns["kinds"].append(task.kind)
         columns["payloads"].append(payload)
@@ -128,6 +130,12 @@ def psycopg_connection(conn: Any) -> Any:
     dbapi = getattr(conn, "connection", None)
     driver = getattr(dbapi, "driver_connection", None)
     if isinstance(driver, psycopg.Connection):
+        # SQLAlchemy begins its transaction lazily, on its first execute. Writing through
+        # the driver before that would leave the job in a transaction SQLAlchemy does not
+        # know about: its commit() would be a no-op and the pool would roll the job back.
+        # Begin it here, as SQLAlchemy's own execute would.
+        if not conn.in_transaction():
+            conn.begin()
         return driver
     # Django: connection.connection is the psycopg connection once connected.
     if hasattr(conn, "ensure_connection"):
