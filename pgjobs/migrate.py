@@ -10,8 +10,11 @@ thing for code that sets up its own database, such as test fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -35,6 +38,10 @@ __all__ = [
 VERSION_TABLE = "pgjobs_version"
 #: Advisory lock key held while migrating: 'pgjobs' read as a 48-bit number.
 LOCK_KEY = int.from_bytes(b"pgjobs", "big")
+# alembic keeps its running environment in module globals (alembic.context, alembic.op),
+# so two migrations in one process must not overlap; between processes the advisory
+# lock (see env.py) makes them take turns.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def migrations_dir() -> Path:
@@ -58,6 +65,27 @@ def _config(schema: str, dsn: str | None, output: IO[str] | None) -> Any:
     return config
 
 
+@contextlib.contextmanager
+def _running_alembic() -> Iterator[None]:
+    """Run one alembic command at a time, and make what it raises look like pgjobs.
+
+    An unknown revision becomes :class:`MigrationError`; a database error comes out as
+    psycopg's own exception (as everywhere in pgjobs) instead of SQLAlchemy's wrapper.
+    """
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with _ALEMBIC_LOCK:
+            yield
+    except CommandError as exc:
+        raise MigrationError(str(exc)) from exc
+    except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.Error):
+            raise exc.orig from exc
+        raise
+
+
 def upgrade(
     dsn: str | None,
     *,
@@ -73,7 +101,8 @@ def upgrade(
     from alembic import command
 
     buffer = io.StringIO() if sql and output is None else output
-    command.upgrade(_config(schema, dsn, buffer), revision, sql=sql)
+    with _running_alembic():
+        command.upgrade(_config(schema, dsn, buffer), revision, sql=sql)
     return buffer.getvalue() if isinstance(buffer, io.StringIO) else None
 
 
@@ -92,7 +121,8 @@ def downgrade(
     buffer = io.StringIO() if sql and output is None else output
     # Offline downgrades need a starting point: "from:to".
     target = f"head:{revision}" if sql and ":" not in revision else revision
-    command.downgrade(_config(schema, dsn, buffer), target, sql=sql)
+    with _running_alembic():
+        command.downgrade(_config(schema, dsn, buffer), target, sql=sql)
     return buffer.getvalue() if isinstance(buffer, io.StringIO) else None
 
 
