@@ -117,6 +117,7 @@ _RESERVED = frozenset(
         "similar",
         "some",
         "symmetric",
+        "system_user",  # reserved since Postgres 16
         "table",
         "tablesample",
         "then",
