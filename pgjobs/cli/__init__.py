@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,10 @@ COMMANDS = (
 )
 
 EPILOG = """\
+examples:
+  pgjobs migrate --dsn postgresql://app@localhost/app   # create or upgrade the schema
+  pgjobs demo                                           # try it on an embedded Postgres
+
 The database comes from --dsn, else $PGJOBS_DSN, else $DATABASE_URL.
 Run `pgjobs COMMAND --help` for a command's options and an example."""
 
@@ -99,3 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(f"database error: {first_line}")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pgjobs migrate --sql | head`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
