@@ -19,6 +19,7 @@ from . import _queries
 from ._dsn import resolve_dsn
 from ._ops import Op, run, run_async
 from .enqueue import insert_many_op, insert_op, psycopg_connection
+from .errors import ConfigurationError
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task
 
 __all__ = ["AsyncClient", "Client"]
@@ -40,6 +41,14 @@ class _ClientBase:
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.schema = _queries.check_schema_name(schema)
+        if (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or max_payload_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be a positive integer, not {max_payload_bytes!r}"
+            )
         self.max_payload_bytes = max_payload_bytes
         self._pool_args: dict[str, Any] = {
             "min_size": min_connections,
