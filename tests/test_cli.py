@@ -1,0 +1,273 @@
+"""The command line, run as users run it: ``python -m pgjobs ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs import _dsn, migrate
+from pgjobs.cli import build_parser, main
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
+DSN_VARIABLES = ("PGJOBS_DSN", "DATABASE_URL")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pgjobs *args`` with PGJOBS_DSN and DATABASE_URL only as given in *env*."""
+    environment = {k: v for k, v in os.environ.items() if k not in DSN_VARIABLES}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pgjobs", *args],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert result.returncode == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pgjobs: error: "), lines[0]
+    for word in words:
+        assert word in lines[0]
+    return lines[0]
+
+
+def revision(dsn: str) -> str | None:
+    with psycopg.connect(dsn) as conn:
+        return migrate.current_revision(conn)
+
+
+def command_names() -> list[str]:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    raise AssertionError("no subcommands")
+
+
+# --- help ---------------------------------------------------------------------------------
+
+
+def test_top_level_help_lists_commands_and_examples(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert "examples:" in result.stdout
+    assert "pgjobs migrate --dsn" in result.stdout
+    assert "PGJOBS_DSN" in result.stdout
+    assert "DATABASE_URL" in result.stdout
+    for name in command_names():
+        assert f"    {name} " in result.stdout or f"    {name}\n" in result.stdout, name
+
+
+def test_the_foundation_commands_exist() -> None:
+    assert {"migrate", "demo"} <= set(command_names())
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_every_command_help_shows_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: pgjobs {command}" in out
+    assert "example" in out.lower()
+    assert f"pgjobs {command}" in out.split("example", 1)[1], "the example runs the command"
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pgjobs {pgjobs.__version__}"
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "required: COMMAND" in result.stderr
+
+
+# --- errors: one line, exit 2 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["migrate", "--dsn", UNREACHABLE],
+        ["demo", "--dsn", UNREACHABLE, "--jobs", "1"],
+    ],
+    ids=["migrate", "demo"],
+)
+def test_unreachable_database_is_one_line_and_exit_2(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert_one_error_line(result, "cannot reach the database", "127.0.0.1")
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_from_the_environment() -> None:
+    result = run_cli("migrate", env={"PGJOBS_DSN": UNREACHABLE})
+    assert_one_error_line(result, "cannot reach the database")
+
+
+def test_no_database_at_all_says_how_to_give_one() -> None:
+    result = run_cli("migrate")
+    assert_one_error_line(result, "--dsn", "PGJOBS_DSN", "DATABASE_URL")
+    assert result.stdout == ""
+
+
+def test_malformed_dsn_is_one_line() -> None:
+    assert_one_error_line(run_cli("migrate", "--dsn", "this is not a dsn"))
+
+
+def test_bad_schema_name_is_one_line(empty_dsn: str) -> None:
+    assert_one_error_line(run_cli("migrate", "--dsn", empty_dsn, "--schema", "Bad-Name"), "schema")
+    assert_one_error_line(run_cli("migrate", "--sql", "--schema", "user"), "reserved")
+
+
+def test_unknown_revision_is_one_line(empty_dsn: str) -> None:
+    assert_one_error_line(run_cli("migrate", "--dsn", empty_dsn, "--to", "nope"), "nope")
+    assert revision(empty_dsn) is None
+
+
+# --- where the DSN comes from -------------------------------------------------------------
+
+
+def test_dsn_from_pgjobs_dsn(empty_dsn: str) -> None:
+    result = run_cli("migrate", env={"PGJOBS_DSN": empty_dsn})
+    assert result.returncode == 0, result.stderr
+    assert revision(empty_dsn) == migrate.head_revision()
+
+
+def test_dsn_from_database_url(empty_dsn: str) -> None:
+    result = run_cli("migrate", env={"DATABASE_URL": empty_dsn})
+    assert result.returncode == 0, result.stderr
+    assert revision(empty_dsn) == migrate.head_revision()
+
+
+def test_pgjobs_dsn_comes_before_database_url(empty_dsn: str) -> None:
+    wrong_first = run_cli("migrate", env={"PGJOBS_DSN": UNREACHABLE, "DATABASE_URL": empty_dsn})
+    assert_one_error_line(wrong_first, "cannot reach the database")
+    assert revision(empty_dsn) is None
+    right_first = run_cli("migrate", env={"PGJOBS_DSN": empty_dsn, "DATABASE_URL": UNREACHABLE})
+    assert right_first.returncode == 0, right_first.stderr
+    assert revision(empty_dsn) == migrate.head_revision()
+
+
+def test_dsn_option_comes_before_the_environment(empty_dsn: str) -> None:
+    env = {"PGJOBS_DSN": UNREACHABLE, "DATABASE_URL": UNREACHABLE}
+    result = run_cli("migrate", "--dsn", empty_dsn, env=env)
+    assert result.returncode == 0, result.stderr
+    assert revision(empty_dsn) == migrate.head_revision()
+
+
+def test_resolve_dsn_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGJOBS_DSN", "host=first")
+    monkeypatch.setenv("DATABASE_URL", "host=second")
+    assert _dsn.resolve_dsn("host=given") == "host=given"
+    assert _dsn.resolve_dsn() == "host=first"
+    monkeypatch.setenv("PGJOBS_DSN", "")  # empty counts as unset
+    assert _dsn.resolve_dsn() == "host=second"
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(pgjobs.ConfigurationError):
+        _dsn.resolve_dsn()
+
+
+def test_redact_hides_the_password() -> None:
+    shown = _dsn.redact("postgresql://app:s3cret@db.example.com:5433/app")
+    assert "s3cret" not in shown
+    assert "db.example.com" in shown
+    assert "5433" in shown
+    assert "s3cret" not in _dsn.redact("host=h password=s3cret")
+    assert _dsn.redact("not a dsn") == "<unparseable DSN>"
+
+
+# --- migrate ------------------------------------------------------------------------------
+
+
+def test_migrate_reports_what_it_did(empty_dsn: str) -> None:
+    head = migrate.head_revision()
+    first = run_cli("migrate", "--dsn", empty_dsn)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"pgjobs schema 'pgjobs' migrated from base to {head}"
+    again = run_cli("migrate", "--dsn", empty_dsn)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"pgjobs schema 'pgjobs' is at revision {head}: nothing to do"
+    down = run_cli("migrate", "--dsn", empty_dsn, "--downgrade", "base")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == f"pgjobs schema 'pgjobs' migrated from {head} to base"
+    assert revision(empty_dsn) is None
+
+
+def test_migrate_other_schema(empty_dsn: str) -> None:
+    result = run_cli("migrate", "--dsn", empty_dsn, "--schema", "jobs_alt")
+    assert result.returncode == 0, result.stderr
+    assert "'jobs_alt'" in result.stdout
+    with psycopg.connect(empty_dsn) as conn:
+        assert migrate.current_revision(conn, "jobs_alt") == migrate.head_revision()
+        assert migrate.current_revision(conn, "pgjobs") is None
+
+
+def test_migrate_sql_needs_no_database(tmp_path: Path) -> None:
+    env = {"PGHOST": "127.0.0.1", "PGPORT": "1"}  # any connection attempt would fail
+    up = run_cli("migrate", "--sql", env=env, cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert "CREATE TABLE pgjobs.jobs" in up.stdout
+    assert "CREATE INDEX jobs_claim_idx" in up.stdout
+    assert up.stdout.rstrip().endswith("COMMIT;")
+    alt = run_cli("migrate", "--sql", "--schema", "jobs_alt", env=env)
+    assert "CREATE TABLE jobs_alt.jobs" in alt.stdout
+    down = run_cli("migrate", "--sql", "--downgrade", "base", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "DROP TABLE pgjobs.jobs" in down.stdout
+
+
+@pytest.mark.slow
+def test_concurrent_migrate_processes_take_turns(empty_dsn: str) -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in DSN_VARIABLES}
+    command = [sys.executable, "-m", "pgjobs", "migrate", "--dsn", empty_dsn]
+    processes = [
+        subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in results] == [0, 0, 0], results
+    assert revision(empty_dsn) == migrate.head_revision()
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+def test_demo_on_a_given_database(empty_dsn: str) -> None:
+    result = run_cli("demo", "--dsn", empty_dsn, "--jobs", "10")
+    assert result.returncode == 0, result.stderr
+    assert "jobs from the rolled-back transaction: 0" in result.stdout
+    with psycopg.connect(empty_dsn) as conn:
+        counts = dict(conn.execute("select kind, count(*) from pgjobs.jobs group by 1").fetchall())
+    assert counts == {"send_email": 1, "resize_image": 10}
+
+
+@pytest.mark.slow
+def test_demo_on_an_embedded_postgres(tmp_path: Path) -> None:
+    result = run_cli("demo", "--jobs", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("database: ")
+    assert "jobs from the rolled-back transaction: 0" in result.stdout
+    assert re.search(r"low\s+available\s+5", result.stdout), result.stdout
