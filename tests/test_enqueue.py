@@ -593,8 +593,9 @@ def test_sqlalchemy_session_joins_its_transaction(
 
 class DjangoLikeConnection:
     """What pgjobs uses of Django's ``django.db.connection``: ensure_connection() and
-    .connection (the psycopg connection, None until connected). Django itself is not a
-    test dependency; the database under it is real."""
+    .connection (the psycopg connection, None until connected). Like Django's default
+    (server_side_binding off), the connection binds parameters client-side. Django
+    itself is not a test dependency; the database under it is real."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -602,17 +603,28 @@ class DjangoLikeConnection:
 
     def ensure_connection(self) -> None:
         if self.connection is None:
-            self.connection = psycopg.connect(self.dsn)
+            self.connection = psycopg.connect(self.dsn, cursor_factory=psycopg.ClientCursor)
 
 
 def test_django_style_connection(dsn: str, db: psycopg.Connection[Any]) -> None:
     django = DjangoLikeConnection(dsn)
-    pgjobs.enqueue(django, Task("from_django"))
+    pgjobs.enqueue(django, Task("from_django", {"s": NASTY}, queue=NASTY[0], delay=60))
     assert django.connection is not None
+    ids = pgjobs.enqueue_many(
+        django,
+        [Task(s, {"s": s}, run_at=datetime(2000, 1, 1, tzinfo=UTC) if i % 2 else None)
+         for i, s in enumerate(NASTY)],
+    )  # fmt: skip
     assert job_count(db) == 0
     django.connection.commit()
     django.connection.close()
-    assert kinds(db) == ["from_django"]
+    assert kinds(db) == ["from_django", *NASTY]
+    rows = db.execute("select id, kind, payload from pgjobs.jobs where id = any(%s)", (ids,))
+    assert sorted(rows.fetchall()) == [(i, s, {"s": s}) for i, s in zip(ids, NASTY, strict=True)]
+    assert db.execute("select queue, payload from pgjobs.jobs order by id limit 1").fetchone() == (
+        NASTY[0],
+        {"s": NASTY},
+    )
 
 
 # --- wakeups: NOTIFY only when a worker of the queue is waiting ---------------------------
