@@ -106,7 +106,11 @@ def test_delay_and_run_at_schedule_the_job(db) -> None:
         ("pgjobs.enqueue('a', NULL)", "payload must not be NULL"),
         ("pgjobs.enqueue('a', priority => 40000)", "priority must be between -32768 and 32767"),
         ("pgjobs.enqueue('a', priority => NULL)", "priority must be between"),
-        ("pgjobs.enqueue('a', max_retry => -1)", "max_retry must be 0 or more, not -1"),
+        ("pgjobs.enqueue('a', max_retry => -1)", "max_retry must be between 0 and 2147483646"),
+        ("pgjobs.enqueue('a', max_retry => 2147483647)", "max_retry must be between 0 and"),
+        ("pgjobs.enqueue('a', timeout => '101 years')", "timeout must be at most 3155760000"),
+        ("pgjobs.enqueue('a', delay => '101 years')", "delay must be at most 3155760000"),
+        ("pgjobs.enqueue('a', run_at => 'infinity')", "run_at must be a finite time"),
         ("pgjobs.enqueue('a', timeout => '0 s')", "timeout must be more than 0 seconds"),
         ("pgjobs.enqueue('a', timeout => '-5 s')", "timeout must be more than 0 seconds"),
         ("pgjobs.enqueue('a', delay => '-1 s')", "delay must be 0 seconds or more"),
@@ -123,7 +127,14 @@ def test_invalid_arguments_raise_the_python_apis_message(db, call: str, message:
 
 
 def test_the_python_api_refuses_the_same_things(db) -> None:
-    for bad in ({"kind": ""}, {"kind": "a", "priority": 40000}, {"kind": "a", "max_retry": -1}):
+    for bad in (
+        {"kind": ""},
+        {"kind": "a", "priority": 40000},
+        {"kind": "a", "max_retry": -1},
+        {"kind": "a", "max_retry": 2**31 - 1},
+        {"kind": "a", "timeout": 101 * 366 * 86400},
+        {"kind": "a", "delay": 101 * 366 * 86400},
+    ):
         with pytest.raises(pgjobs.InvalidTaskError):
             pgjobs.Task(**bad)  # type: ignore[arg-type]
 

@@ -274,6 +274,8 @@ DECLARE
     whitespace constant text := E' \t\n\r\f\v';
     max_name constant integer := 255;
     max_payload constant integer := 1048576;
+    max_max_retry constant integer := 2147483646;  -- attempt counts to max_retry + 1
+    max_seconds constant numeric := 3155760000;  -- 100 years, as pgjobs.task.MAX_SECONDS
     due timestamptz;
     payload_bytes integer;
     new_id bigint;
@@ -308,13 +310,22 @@ BEGIN
         RAISE EXCEPTION 'pgjobs.enqueue: priority must be between -32768 and 32767, not %',
             coalesce(enqueue.priority::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF enqueue.max_retry IS NULL OR enqueue.max_retry < 0 THEN
-        RAISE EXCEPTION 'pgjobs.enqueue: max_retry must be 0 or more, not %',
-            coalesce(enqueue.max_retry::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    IF enqueue.max_retry IS NULL OR enqueue.max_retry NOT BETWEEN 0 AND max_max_retry THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: max_retry must be between 0 and %, not %',
+            max_max_retry, coalesce(enqueue.max_retry::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF enqueue.timeout IS NULL OR NOT enqueue.timeout > interval '0' THEN
         RAISE EXCEPTION 'pgjobs.enqueue: timeout must be more than 0 seconds, not %',
             coalesce(enqueue.timeout::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF extract(epoch FROM enqueue.timeout) > max_seconds THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: timeout must be at most % seconds (100 years)',
+            max_seconds USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(enqueue.run_at) THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: run_at must be a finite time, not %', enqueue.run_at
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF enqueue.run_at IS NOT NULL AND enqueue.delay IS NOT NULL THEN
         RAISE EXCEPTION 'pgjobs.enqueue: give run_at or delay, not both'
@@ -323,6 +334,10 @@ BEGIN
     IF enqueue.delay < interval '0' THEN
         RAISE EXCEPTION 'pgjobs.enqueue: delay must be 0 seconds or more, not %', enqueue.delay
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF extract(epoch FROM enqueue.delay) > max_seconds THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: delay must be at most % seconds (100 years)',
+            max_seconds USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
     due := coalesce(enqueue.run_at, now() + coalesce(enqueue.delay, interval '0'));

@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        changed = admin.pause_queue(conn, args.queue, force=args.force, schema=args.schema)
+        try:
+            changed = admin.pause_queue(conn, args.queue, force=args.force, schema=args.schema)
+        except admin.QueueNotFoundError as exc:
+            raise admin.QueueNotFoundError(
+                f"{exc}; check the name, or use --force to pause it before first use"
+            ) from exc
     print(f"queue {args.queue!r} {'paused' if changed else 'was already paused'}")
     return 0
