@@ -91,7 +91,8 @@ CREATE TABLE {schema}.queues (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
-COMMENT ON TABLE {schema}.queues IS 'pgjobs: queue settings; workers do not claim from a paused queue';
+COMMENT ON TABLE {schema}.queues IS
+    'pgjobs: queue settings; workers do not claim from a paused queue';
 
 -- Finished attempts per minute, queue and worker, written by each worker's completer with
 -- its batch. Per worker, so concurrent workers never wait on each other's counter rows.
