@@ -265,7 +265,10 @@ def parse_duration(text: str | float | timedelta) -> timedelta:
         raise InvalidArgumentError(f"invalid duration {text!r}")
     if not seconds >= 0:  # also NaN
         raise InvalidArgumentError(f"a duration must not be negative, not {text!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise InvalidArgumentError(f"duration {text!r} is too long") from None
 
 
 def check_job_id(value: int | str) -> int:
