@@ -117,12 +117,18 @@ class Rescuer(Service):
         while True:
             cursor = await conn.execute(self.queries["job_rescue_expired"], {"limit": BATCH})
             rows = await cursor.fetchall()
-            for job_id, state, _ in rows:
+            if rows:
+                ids = [row[0] for row in rows]
+                failed = sum(1 for row in rows if row[1] == "failed")
                 log.warning(
-                    "job %d: lease expired, its worker is gone; now %s",
-                    job_id,
-                    state,
-                    extra={"job_id": job_id, "state": state},
+                    "rescued %d jobs whose lease expired (their worker is gone): %d to run "
+                    "again, %d out of retries; ids %s%s",
+                    len(ids),
+                    len(ids) - failed,
+                    failed,
+                    ", ".join(map(str, ids[:10])),
+                    " ..." if len(ids) > 10 else "",
+                    extra={"job_ids": ids},
                 )
             rescued += len(rows)
             if len(rows) < BATCH:

@@ -67,6 +67,9 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("pgjobs.worker")
 
+#: Longest wait for more free slots before a claim (see Worker._gather_slots).
+CLAIM_COALESCE = 0.002
+
 
 class Running:
     """Bookkeeping for one claimed job while its code runs."""
@@ -124,6 +127,8 @@ class Worker:
         self._queue_names = list(config.queues)
         self._running: dict[int, Running] = {}
         self._free = config.concurrency
+        # Claim once at least this many slots are free (or CLAIM_COALESCE has passed).
+        self._claim_min = max(1, min(config.claim_batch, config.concurrency // 4))
         self._threads = DaemonThreadPool(config.concurrency)
         self._stopping = False
         self._waiting = False  # our row's `waiting` flag, as last written
@@ -337,10 +342,10 @@ class Worker:
             try:
                 async with self._pool.connection() as conn:
                     while not self._stopping:
-                        if self._free <= 0:
-                            self._slot_freed.clear()
-                            await self._slot_freed.wait()
-                            continue
+                        if self._free < self._claim_min:
+                            await self._gather_slots()
+                            if self._free <= 0:
+                                continue
                         self._wake.clear()
                         claimed = await self._claim(conn, min(self._free, self.config.claim_batch))
                         failures = 0
@@ -364,6 +369,26 @@ class Worker:
                 delay = reconnect_delay(failures)
                 log.warning("claiming failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _gather_slots(self) -> None:
+        """Wait for a free slot, then briefly for more, so that one claim fills several.
+
+        Slots free up one job at a time; claiming at each would cost a round trip per
+        job. Waiting up to ``CLAIM_COALESCE`` seconds for ``_claim_min`` free slots costs
+        long jobs nothing noticeable and lets short ones be claimed in batches.
+        """
+        assert self._loop is not None
+        while self._free <= 0 and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        deadline = self._loop.time() + CLAIM_COALESCE
+        while self._free < self._claim_min and not self._stopping:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), remaining)
 
     async def _claim(self, conn: psycopg.AsyncConnection[Any], slots: int) -> int:
         """Claim up to *slots* jobs, lending unused quota across queues; start them."""

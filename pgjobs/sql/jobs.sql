@@ -108,8 +108,18 @@ returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
 -- write its outcome over the newer one. Completed jobs are deleted when not retained.
 -- outcome.state is 'completed', 'failed', 'cancelled' or 'scheduled' (a retry, run
 -- after delay seconds).
+--
+-- Plan shape matters. A queue table's statistics are always stale (analysed when the
+-- rows were 'available', now they are 'running'), and a guard written as
+-- j.state = 'running' is estimated from them: the planner expects no such rows and
+-- builds a nested loop that rescans the batch per row, or scans the whole partial index
+-- jobs_running_idx per outcome; both are quadratic in the batch size (seconds for 5,000
+-- outcomes). So the guard compares j.state with a column of the outcome list (o.running):
+-- a join condition, which no column statistics can turn into a scan estimate, so the
+-- rows are found by primary key. UPDATE and DELETE re-check every condition on the
+-- newest version of a row another transaction changed meanwhile, so the guard holds.
 with outcome as (
-    select *
+    select o.*, 'running'::{schema}.job_state as running
     from unnest(%(ids)s::int8[], %(attempts)s::int4[], %(states)s::text[],
                 %(delays)s::float8[], %(errors)s::text[])
          as o(id, attempt, state, delay, error)
@@ -118,7 +128,7 @@ deleted as (
     delete from {schema}.jobs j
     using outcome o
     where %(delete_completed)s and o.state = 'completed'
-      and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+      and j.id = o.id and j.attempt = o.attempt and j.state = o.running
     returning j.id, j.queue, o.state
 ),
 updated as (
@@ -138,7 +148,7 @@ updated as (
         worker_id = null
     from outcome o
     where not (%(delete_completed)s and o.state = 'completed')
-      and j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+      and j.id = o.id and j.attempt = o.attempt and j.state = o.running
     returning j.id, j.queue, o.state
 ),
 finished as (
@@ -164,20 +174,27 @@ select id from finished;
 
 -- name: job_release
 -- Graceful shutdown: give unfinished attempts back, as if they never started, so a
--- deploy does not eat into a job's retries. Guarded like job_finish_many.
+-- deploy does not eat into a job's retries. Guarded like job_finish_many (o.running).
 update {schema}.jobs j
 set state = 'available', attempt = j.attempt - 1, lease_expires_at = null, worker_id = null
-from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
-where j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+from (
+    select o.*, 'running'::{schema}.job_state as running
+    from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+) o
+where j.id = o.id and j.attempt = o.attempt and j.state = o.running
 returning j.id;
 
 -- name: job_extend_lease
 -- Heartbeat for long attempts: push their lease forward, never past deadline + grace.
+-- Guarded like job_finish_many (o.running).
 update {schema}.jobs j
 set lease_expires_at = least(now() + make_interval(secs => %(lease)s),
                              j.started_at + j.timeout + make_interval(secs => %(grace)s))
-from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
-where j.id = o.id and j.attempt = o.attempt and j.state = 'running'
+from (
+    select o.*, 'running'::{schema}.job_state as running
+    from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+) o
+where j.id = o.id and j.attempt = o.attempt and j.state = o.running
 returning j.id;
 
 -- name: job_stage_due
@@ -229,7 +246,7 @@ rescued as (
         lease_expires_at = null,
         worker_id = null
     from expired
-    where j.id = expired.id and j.state = 'running'
+    where j.id = expired.id  -- locked above with its state checked; see job_finish_many
     returning j.id, j.queue, j.state
 ),
 woken as (
