@@ -104,7 +104,7 @@ def test_sigkilled_worker_loses_nothing(
     assert markers(tmp_path, "done") == sorted(f"done-{job_id}-2" for job_id in held)
     assert second.stop() == 0
     assert sorted(workers.executed()) == backlog
-    assert "lease expired, its worker is gone" in second.log()
+    assert "jobs whose lease expired (their worker is gone)" in second.log()
 
 
 def test_heartbeat_keeps_a_long_job_from_being_rescued(
