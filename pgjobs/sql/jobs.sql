@@ -97,8 +97,10 @@ set state = 'running',
     lease_expires_at = now() + least(j.timeout + make_interval(secs => %(grace)s),
                                      make_interval(secs => %(lease)s)),
     worker_id = %(worker_id)s
-from picked
-where j.id = picked.id
+-- By id list, not a join with picked: the planner cannot know the per-queue limits and
+-- would plan for thousands of rows, merge-joining along the primary key from its start
+-- through every dead entry that finished jobs left behind.
+where j.id = any (array(select picked.id from picked))
 returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
           extract(epoch from j.timeout)::float8, j.started_at;
 
