@@ -21,7 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 
-__all__ = ["Op", "Rows", "Statement", "run", "run_async"]
+__all__ = ["Copy", "Op", "Rows", "Statement", "run", "run_async"]
 
 T = TypeVar("T")
 Rows: TypeAlias = list[tuple[Any, ...]]
@@ -36,7 +36,15 @@ class Statement:
     params: Params = None
 
 
-Op: TypeAlias = Generator[Statement, Rows, T]
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A ``COPY ... FROM STDIN`` of *rows*; the runner sends back ``[]``."""
+
+    query: bytes
+    rows: Sequence[Sequence[Any]]
+
+
+Op: TypeAlias = Generator[Statement | Copy, Rows, T]
 
 
 def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
@@ -44,8 +52,14 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
     try:
         statement = next(op)
         while True:
-            cursor = conn.execute(statement.query, statement.params)
-            rows = cursor.fetchall() if cursor.description is not None else []
+            rows: Rows = []
+            if isinstance(statement, Copy):
+                with conn.cursor().copy(statement.query) as copy:
+                    for row in statement.rows:
+                        copy.write_row(row)
+            else:
+                cursor = conn.execute(statement.query, statement.params)
+                rows = cursor.fetchall() if cursor.description is not None else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -56,8 +70,14 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
     try:
         statement = next(op)
         while True:
-            cursor = await conn.execute(statement.query, statement.params)
-            rows = await cursor.fetchall() if cursor.description is not None else []
+            rows: Rows = []
+            if isinstance(statement, Copy):
+                async with conn.cursor().copy(statement.query) as copy:
+                    for row in statement.rows:
+                        await copy.write_row(row)
+            else:
+                cursor = await conn.execute(statement.query, statement.params)
+                rows = await cursor.fetchall() if cursor.description is not None else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

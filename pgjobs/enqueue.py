@@ -11,12 +11,13 @@ on psycopg 3 (see :func:`psycopg_connection`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
 from . import _queries
-from ._ops import Op, Statement, run, run_async
+from ._ops import Copy, Op, Statement, run, run_async
 from .errors import InvalidTaskError
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task, encode_payload
 
@@ -71,47 +72,52 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
 
 
 def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -> Op[list[int]]:
-    """The operation behind every bulk enqueue: one statement, whatever the count.
+    """The operation behind every bulk enqueue: ids, one COPY, and the wakeups.
 
-    Every task is validated and encoded before anything is sent, so one bad task
-    means nothing is written.
+    Every task is validated and encoded before anything is sent, so one bad task means
+    nothing is written. Three round trips whatever the count (see job_reserve_ids).
     """
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "queues",
-            "kinds",
-            "payloads",
-            "priorities",
-            "max_retries",
-            "timeouts",
-            "run_ats",
-            "delays",
-        )
-    }
+    encoded: list[tuple[Task, str]] = []
     for index, task in enumerate(tasks):
         if not isinstance(task, Task):
             raise InvalidTaskError(
                 f"tasks[{index}]: expected a pgjobs.Task, got {type(task).__name__}"
             )
         try:
-            payload = encode_payload(task.payload, max_payload_bytes)
+            encoded.append((task, encode_payload(task.payload, max_payload_bytes)))
         except InvalidTaskError as exc:
             # Say which task, keeping the exception's type and attributes (size, limit).
             exc.args = (f"tasks[{index}]: {exc}",)
             raise
-        columns["queues"].append(task.queue)
-        columns["kinds"].append(task.kind)
-        columns["payloads"].append(payload)
-        columns["priorities"].append(task.priority)
-        columns["max_retries"].append(task.max_retry)
-        columns["timeouts"].append(task.timeout)
-        columns["run_ats"].append(task.run_at)
-        columns["delays"].append(task.delay)
-    if not columns["kinds"]:
+    if not encoded:
         return []
-    rows = yield Statement(_queries.queries(schema)["job_insert_many"], columns)
-    return [int(row[0]) for row in rows]
+    statements = _queries.queries(schema)
+    reserved = yield Statement(statements["job_reserve_ids"], {"count": len(encoded)})
+    now, ids = reserved[0]
+    rows = []
+    due_queues: set[str] = set()
+    for job_id, (task, payload) in zip(ids, encoded, strict=True):
+        run_at = task.run_at or (now + timedelta(seconds=task.delay) if task.delay else now)
+        state = "available" if run_at <= now else "scheduled"
+        if state == "available":
+            due_queues.add(task.queue)
+        rows.append(
+            (
+                job_id,
+                task.queue,
+                task.kind,
+                payload,
+                task.priority,
+                task.max_retry,
+                timedelta(seconds=task.timeout),
+                run_at,
+                state,
+            )
+        )
+    yield Copy(statements["job_copy"], rows)
+    if due_queues:
+        yield Statement(statements["queue_wake"], {"queues": sorted(due_queues)})
+    return [int(job_id) for job_id in ids]
 
 
 def psycopg_connection(conn: Any) -> Any:
