@@ -546,7 +546,7 @@ class Worker:
             return Outcome(run.id, run.attempt, "failed", error=text)
         delay = self._retry_delay(run, error)
         log.warning(
-            "job %d (%s) attempt %d failed, retry in %.0fs: %s",
+            "job %d (%s) attempt %d failed, retry in %.3gs: %s",
             run.id,
             kind,
             run.attempt,

@@ -1,69 +1,148 @@
-"""``pgjobs demo``: see pgjobs work on a fresh machine, on an embedded Postgres."""
+"""``pgjobs demo``: see pgjobs work on a fresh machine, on an embedded Postgres.
+
+It enqueues example jobs in three weighted queues (one inside a transaction that rolls
+back, to show it never runs), runs a real worker on them with a line of progress every
+half second, and stops by itself when the jobs are done (or on Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
 from .. import migrate
 from .._dsn import redact
+from ..config import Config
+from ..context import Context
 from ..embedded import EmbeddedPostgres
 from ..enqueue import enqueue, enqueue_many
+from ..server import Server
 from ..task import Task
 
 EXAMPLES = """\
 examples:
   pgjobs demo                                # embedded Postgres in a temporary directory
+  pgjobs demo --jobs 20000 --concurrency 50  # a bigger run
   pgjobs demo --dsn postgresql://localhost/x  # your own database (creates the pgjobs schema)
 """
+
+QUEUES = {"critical": 6, "default": 3, "low": 1}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="migrate and enqueue example jobs (embedded Postgres unless --dsn)",
-        description="Start an embedded Postgres (or use --dsn), migrate it and enqueue example "
-        "jobs inside a transaction, showing that a rolled-back transaction leaves no job.",
+        help="run a worker on example jobs (embedded Postgres unless --dsn)",
+        description="Start an embedded Postgres (or use --dsn), migrate it, enqueue example "
+        "jobs in weighted queues critical=6, default=3, low=1, and run a worker on them, "
+        "showing progress. Stops when the jobs are done, or on Ctrl-C.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dsn", help="use this database instead of an embedded one")
     parser.add_argument(
-        "--jobs", type=int, default=1000, help="how many jobs to enqueue (default 1000)"
+        "--jobs", type=int, default=3000, help="jobs per queue to enqueue (default 3000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=20, help="jobs the worker runs at once (default 20)"
     )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    server = None if args.dsn else EmbeddedPostgres()
-    dsn = args.dsn or (server.dsn if server else "")
+@contextmanager
+def _database(dsn: str | None) -> Iterator[str]:
+    if dsn:
+        yield dsn
+        return
+    print("starting an embedded Postgres ...")
+    with EmbeddedPostgres() as server:
+        yield server.dsn
+
+
+def demo_server(concurrency: int) -> Server:
+    """Example handlers: async and sync, fast and slow, and one that fails at first."""
+    server = Server(Config(concurrency=concurrency, queues=QUEUES, shutdown_timeout=2.0))
+
+    @server.handler("send_email")
+    async def send_email(ctx: Context, task: Task) -> None:
+        await asyncio.sleep(random.uniform(0.001, 0.005))  # an SMTP call
+
+    @server.handler("resize_image")
+    def resize_image(ctx: Context, task: Task) -> None:
+        time.sleep(random.uniform(0.001, 0.005))  # CPU or a blocking library, in a thread
+
+    @server.handler("sync_crm", backoff=lambda attempt, error: 0.5)
+    async def sync_crm(ctx: Context, task: Task) -> None:
+        if ctx.attempt == 1 and task.payload["n"] % 50 == 0:
+            raise ConnectionError("the CRM timed out (retried in 0.5 s)")
+
+    return server
+
+
+def _enqueue_examples(dsn: str, per_queue: int) -> int:
+    with psycopg.connect(dsn) as conn:
+        with conn.transaction():
+            conn.execute("select 1")  # stands for the application's own writes
+            enqueue(conn, Task("send_email", {"to": "ada@example.com"}, queue="critical"))
+        try:
+            with conn.transaction():
+                enqueue(conn, Task("send_email", {"to": "never@example.com"}, queue="critical"))
+                raise RuntimeError("the application's transaction fails")
+        except RuntimeError:
+            print("a job enqueued in a rolled-back transaction: it never existed")
+        kinds = {"critical": "send_email", "default": "sync_crm", "low": "resize_image"}
+        tasks = [
+            Task(kinds[queue], {"n": n}, queue=queue) for n in range(per_queue) for queue in QUEUES
+        ]
+        with conn.transaction():
+            enqueue_many(conn, tasks)
+        return len(tasks) + 1
+
+
+def _progress(conn: psycopg.Connection[object], total: int, started: float) -> int:
+    rows = conn.execute(
+        "select queue, count(*) filter (where state in ('available', 'running', 'scheduled'))"
+        " from pgjobs.jobs group by queue"
+    ).fetchall()
+    left = {str(row[0]): int(row[1]) for row in rows}
+    remaining = sum(left.values())
+    elapsed = time.monotonic() - started
+    done = total - remaining
+    shares = "  ".join(f"{queue} {left.get(queue, 0):>6} left" for queue in QUEUES)
+    print(f"{elapsed:6.1f}s  {done:>7} done ({done / max(elapsed, 1e-9):7.0f}/s)  {shares}")
+    return remaining
+
+
+async def _run(dsn: str, per_queue: int, concurrency: int) -> None:
+    total = _enqueue_examples(dsn, per_queue)
+    print(f"enqueued {total} jobs; starting a worker with queues {QUEUES}")
+    server = demo_server(concurrency)
+    await server.start(dataclasses.replace(server.config, dsn=dsn))
+    started = time.monotonic()
     try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while _progress(conn, total, started):
+                await asyncio.sleep(0.5)  # noqa: ASYNC110 - a progress line every half second
+    finally:
+        await server.stop()
+    print("all jobs done. Try `pgjobs status`, `pgjobs jobs list` or `pgjobs worker --help` next.")
+
+
+def run(args: argparse.Namespace) -> int:
+    with _database(args.dsn) as dsn:
         print(f"database: {redact(dsn)}")
         migrate.upgrade(dsn)
-        print(f"schema at revision {migrate.head_revision()}")
-        with psycopg.connect(dsn) as conn:
-            with conn.transaction():
-                enqueue(conn, Task("send_email", {"to": "ada@example.com"}))
-            try:
-                with conn.transaction():
-                    enqueue(conn, Task("never_runs", {}))
-                    raise RuntimeError("the application's transaction fails")
-            except RuntimeError:
-                pass
-            with conn.transaction():
-                enqueue_many(
-                    conn, [Task("resize_image", {"n": i}, queue="low") for i in range(args.jobs)]
-                )
-            for state, queue, count in conn.execute(
-                "select state::text, queue, count(*) from pgjobs.jobs group by 1, 2 order by 2, 1"
-            ):
-                print(f"  {queue:<10} {state:<10} {count}")
-            never = conn.execute(
-                "select count(*) from pgjobs.jobs where kind = 'never_runs'"
-            ).fetchone()
-            print(f"jobs from the rolled-back transaction: {never[0] if never else 0}")
-    finally:
-        if server is not None:
-            server.stop()
+        print(f"pgjobs schema at revision {migrate.head_revision()}")
+        try:
+            asyncio.run(_run(dsn, args.jobs, args.concurrency))
+        except KeyboardInterrupt:
+            print("interrupted")
+            return 130
     return 0
