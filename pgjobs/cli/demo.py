@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 
@@ -106,7 +107,7 @@ def _enqueue_examples(dsn: str, per_queue: int) -> int:
         return len(tasks) + 1
 
 
-def _progress(conn: psycopg.Connection[object], total: int, started: float) -> int:
+def _progress(conn: psycopg.Connection[tuple[Any, ...]], total: int, started: float) -> int:
     rows = conn.execute(
         "select queue, count(*) filter (where state in ('available', 'running', 'scheduled'))"
         " from pgjobs.jobs group by queue"
@@ -128,8 +129,9 @@ async def _run(dsn: str, per_queue: int, concurrency: int) -> None:
     started = time.monotonic()
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            while _progress(conn, total, started):
-                await asyncio.sleep(0.5)  # noqa: ASYNC110 - a progress line every half second
+            # A progress line every half second until nothing is left.
+            while _progress(conn, total, started):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
     finally:
         await server.stop()
     print("all jobs done. Try `pgjobs status`, `pgjobs jobs list` or `pgjobs worker --help` next.")
