@@ -1,0 +1,1 @@
+"""Example applications for pgjobs (see examples/app.py)."""
