@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +25,7 @@ import pytest
 
 import pgjobs
 from pgjobs._queries import queries
-from tests.apps.procs import Probe, Workers, markers, terminate_backends, wait_for
+from tests.apps.procs import REPO, Probe, Workers, markers, terminate_backends, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -577,3 +579,42 @@ def test_job_of_unknown_kind_waits_for_a_worker_that_has_it(
     assert job["attempt"] == len(job["errors"]) + 1
     assert all("no handler registered for kind 'record_sync'" in e["error"] for e in job["errors"])
     assert workers.executed() == [job_id]
+
+
+# --- the example app --------------------------------------------------------------------------
+
+
+def test_example_app_runs_the_example_jobs(workers: Workers, probe: Probe, dsn: str) -> None:
+    """``python -m examples.enqueue`` then ``python -m pgjobs worker examples.app:server``:
+    every job completes but the corrupt images, failed at once by SkipRetry; the flaky
+    ones succeed on their second attempt."""
+    from examples.enqueue import example_tasks
+
+    count = 60
+    tasks = example_tasks(count)
+    corrupt = sum(1 for task in tasks if task.payload.get("corrupt"))
+    flaky = sum(1 for task in tasks if task.payload.get("flaky"))
+    assert corrupt
+    assert flaky
+    enqueued = subprocess.run(
+        [sys.executable, "-m", "examples.enqueue", "--dsn", dsn, "--count", str(count)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert f"enqueued {count} jobs" in enqueued.stdout
+    worker = workers.start(app="examples.app:server")
+    wait_for(
+        lambda: probe.states() == {"failed": corrupt},
+        "the example jobs to be done",
+        detail=lambda: f"{probe.states()}\n{worker.describe()}",
+    )
+    assert worker.stop() == 0, worker.describe()
+    for attempt, last_error in probe.rows("select attempt, last_error from pgjobs.jobs"):
+        assert attempt == 1
+        assert last_error.startswith("SkipRetry: image photo-")
+    log = worker.log()
+    assert log.count("(attempt 2)") == flaky
+    assert log.count("examples.app: job ") == count - corrupt
