@@ -72,6 +72,8 @@ def finish(
             "states": [outcome],
             "delays": [0.0],
             "errors": [None if outcome == "completed" else "boom"],
+            "results": [None],
+            "refunds": [False],
             "delete_completed": False,
             "worker_id": worker_id,
         },

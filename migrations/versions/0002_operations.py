@@ -953,6 +953,7 @@ CREATE FUNCTION {schema}.grant_roles(
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     r text;
+    t text;
     stmt text;
 BEGIN
     IF enqueuer IS NULL OR worker IS NULL OR reader IS NULL THEN
@@ -977,19 +978,30 @@ BEGIN
         -- sees ids, queues and states (for INSERT ... RETURNING), never kinds or payloads.
         format('GRANT EXECUTE ON FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, '
                'interval, timestamptz, interval) TO %I, %I', enqueuer, worker),
-        format('GRANT INSERT (queue, kind, payload, priority, max_retry, timeout, run_at, state) '
-               'ON {schema}.jobs TO %I', enqueuer),
+        -- (id and the sequence: bulk enqueue reserves ids with nextval, then COPYs rows.)
+        format('GRANT INSERT (id, queue, kind, payload, priority, max_retry, timeout, run_at, '
+               'state) ON {schema}.jobs TO %I', enqueuer),
+        format('GRANT USAGE ON SEQUENCE {schema}.jobs_id_seq TO %I, %I', enqueuer, worker),
         format('GRANT SELECT (id, queue, state) ON {schema}.jobs TO %I', enqueuer),
         format('GRANT SELECT (queues, waiting) ON {schema}.workers TO %I', enqueuer),
-        -- worker: claims and finishes jobs, registers itself, counts throughput.
-        format('GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.jobs, {schema}.workers, '
-               '{schema}.stats TO %I', worker),
         -- worker and reader: read everything (tables, views, the schema version).
         format('GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO %I, %I', worker, reader),
         format('GRANT EXECUTE ON FUNCTION {schema}.why(bigint), {schema}.doctor(interval), '
                '{schema}.format_duration(interval), {schema}.worker_live_after() TO %I, %I',
                worker, reader)
     ] LOOP
+        EXECUTE stmt;
+        RETURN NEXT stmt;
+    END LOOP;
+    -- worker: claims and finishes jobs, registers itself, counts throughput; it may write
+    -- every table (later migrations' too) but the queue settings and the schema version.
+    FOR t IN
+        SELECT c.relname FROM pg_class c
+        WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind IN ('r', 'p')
+          AND c.relname NOT IN ('queues', 'pgjobs_version')
+        ORDER BY c.relname
+    LOOP
+        stmt := format('GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.%I TO %I', t, worker);
         EXECUTE stmt;
         RETURN NEXT stmt;
     END LOOP;
