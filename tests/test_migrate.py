@@ -264,8 +264,18 @@ def test_sql_output_builds_the_same_schema(empty_dsn: str, dsn: str) -> None:
 # --- the schema the code expects ----------------------------------------------------------
 
 
+_COPY = re.compile(r"^copy\s+(\S+)\s*\(([^)]*)\)\s+from\s+stdin$", re.IGNORECASE | re.DOTALL)
+
+
 def _as_prepared(query: bytes) -> str:
-    """psycopg's %(name)s placeholders as PREPARE's $n, %% as %."""
+    """psycopg's %(name)s placeholders as PREPARE's $n, %% as %.
+
+    COPY cannot be prepared; ``copy t (a, b) from stdin`` is checked as ``select a, b
+    from t``, which needs the same table and columns."""
+    code = "\n".join(line for line in query.decode().splitlines() if not line.startswith("--"))
+    copy = _COPY.match(code.strip())
+    if copy:
+        return f"select {copy.group(2)} from {copy.group(1)}"
     numbers: dict[str, int] = {}
 
     def number(match: re.Match[str]) -> str:
@@ -283,7 +293,7 @@ def test_every_named_query_prepares_against_the_migrated_schema(
     migrate.upgrade(empty_dsn, schema=schema)
     statements = _queries.queries(schema)
     assert set(statements) == _queries.names()
-    assert {"job_insert", "job_insert_many"} <= set(statements)
+    assert "job_insert" in statements
     failures = {}
     with psycopg.connect(empty_dsn) as conn:
         for name, query in sorted(statements.items()):
