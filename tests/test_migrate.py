@@ -4,6 +4,7 @@ that migrations build checked against what the code expects of it."""
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from typing import Any
 
@@ -209,15 +210,16 @@ def test_unknown_revision_is_a_migration_error(empty_dsn: str) -> None:
 
 
 def test_database_errors_come_out_as_psycopg_errors(empty_dsn: str) -> None:
+    role = f"pgjobs_test_weak_{secrets.token_hex(4)}"  # roles are cluster-wide: unique
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute("create role pgjobs_test_weak login")
+        conn.execute(f"create role {role} login".encode())
     try:
-        weak = psycopg.conninfo.make_conninfo(empty_dsn, user="pgjobs_test_weak")
+        weak = psycopg.conninfo.make_conninfo(empty_dsn, user=role)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             migrate.upgrade(weak)
     finally:
         with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            conn.execute("drop role pgjobs_test_weak")
+            conn.execute(f"drop role {role}".encode())
 
 
 # --- offline SQL --------------------------------------------------------------------------
