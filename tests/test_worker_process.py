@@ -398,6 +398,33 @@ def test_second_sigint_stops_at_once(
         assert (tmp_path / f"cancelled-{job_id}-1").read_text() == "shutdown"
 
 
+# --- wakeups ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listen", [True, False])
+def test_idle_worker_asks_for_wakeups_only_when_listening(
+    workers: Workers, probe: Probe, dsn: str, listen: bool
+) -> None:
+    """An idle listening worker sets its waiting flag (so enqueuers NOTIFY it); with
+    --no-listen it never does, and finds work by polling."""
+    args = () if listen else ("--no-listen", "--poll-interval", "0.2")
+    worker = workers.start(*args)
+    worker.wait_started()
+    assert ("LISTEN/NOTIFY" if listen else "polling every 0.2s") in worker.log()
+    if listen:
+        wait_for(
+            lambda: probe.value("select waiting from pgjobs.workers"),
+            "the idle worker to set its waiting flag",
+            detail=worker.describe,
+        )
+    [job_id] = enqueue(dsn, [pgjobs.Task("record")])
+    wait_for(lambda: job_count(probe) == 0, "the job to run", detail=worker.describe)
+    if not listen:
+        assert probe.value("select waiting from pgjobs.workers") is False
+    assert worker.stop() == 0
+    assert workers.executed() == [job_id]
+
+
 # --- database faults ----------------------------------------------------------------------
 
 FAULT_CONFIG = {"lease": 5, "heartbeat_interval": 1, "lease_grace": 1, "rescue_interval": 1}
