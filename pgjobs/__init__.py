@@ -21,24 +21,32 @@ from .context import Context, JobCancelled
 from .enqueue import (
     AsyncEnqueuer,
     Enqueuer,
+    EnqueueResult,
     enqueue,
     enqueue_async,
     enqueue_many,
     enqueue_many_async,
+    enqueue_unique,
+    enqueue_unique_async,
 )
 from .errors import (
+    Cancel,
     ConfigurationError,
     DuplicateHandlerError,
     HandlerNotFoundError,
     InvalidTaskError,
     JobControl,
+    JobLostError,
     MigrationError,
     PayloadError,
     PayloadTooLargeError,
     PgjobsError,
     SchemaError,
     SkipRetry,
+    Snooze,
 )
+from .job import Job
+from .middleware import ErrorHook, Middleware
 from .registry import Handler, HandlerObject, Registration, Registry
 from .server import Server
 from .task import Task
@@ -47,18 +55,24 @@ __all__ = [
     "AsyncClient",
     "AsyncEnqueuer",
     "Backoff",
+    "Cancel",
     "Client",
     "Config",
     "ConfigurationError",
     "Context",
     "DuplicateHandlerError",
+    "EnqueueResult",
     "Enqueuer",
+    "ErrorHook",
     "Handler",
     "HandlerNotFoundError",
     "HandlerObject",
     "InvalidTaskError",
+    "Job",
     "JobCancelled",
     "JobControl",
+    "JobLostError",
+    "Middleware",
     "MigrationError",
     "PayloadError",
     "PayloadTooLargeError",
@@ -68,6 +82,7 @@ __all__ = [
     "SchemaError",
     "Server",
     "SkipRetry",
+    "Snooze",
     "Task",
     "__version__",
     "default_backoff",
@@ -75,4 +90,6 @@ __all__ = [
     "enqueue_async",
     "enqueue_many",
     "enqueue_many_async",
+    "enqueue_unique",
+    "enqueue_unique_async",
 ]

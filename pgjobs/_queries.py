@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "check_schema_name",
     "control_channel",
+    "finished_channel",
     "queries",
     "wakeup_channel",
 ]
@@ -155,6 +156,12 @@ def check_schema_name(schema: str) -> str:
 def wakeup_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel on which workers of *schema* are woken."""
     return f"{check_schema_name(schema)}_wakeup"
+
+
+def finished_channel(schema: str) -> str:
+    """The channel on which a client waiting for a job hears that it finished (payload:
+    the job id). Sent only for jobs with a row in ``waiters``."""
+    return f"{check_schema_name(schema)}_finished"
 
 
 def control_channel(schema: str) -> str:

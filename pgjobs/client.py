@@ -8,6 +8,7 @@ transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -18,13 +19,34 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from . import _queries
 from ._dsn import resolve_dsn
 from ._ops import Op, run, run_async
-from .enqueue import insert_many_op, insert_op, psycopg_connection
+from .enqueue import (
+    EnqueueResult,
+    insert_many_op,
+    insert_op,
+    psycopg_connection,
+    unique_insert_op,
+)
 from .errors import ConfigurationError
+from .job import Job, get_op
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task
 
 __all__ = ["AsyncClient", "Client"]
 
 T = TypeVar("T")
+
+#: wait() re-checks the job this often even without a NOTIFY: finishes that send none
+#: (an operator's cancel, a rescue that fails the job) are seen within this delay.
+WAIT_RECHECK = 1.0
+
+
+def _remaining(deadline: float | None, job_id: int) -> float:
+    """Seconds to wait for the next notification; TimeoutError once *deadline* passed."""
+    if deadline is None:
+        return WAIT_RECHECK
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"job {job_id} did not finish in time")
+    return min(left, WAIT_RECHECK)
 
 
 class _ClientBase:
@@ -62,6 +84,9 @@ class _ClientBase:
 
     def _insert_many(self, tasks: Iterable[Task]) -> Op[list[int]]:
         return insert_many_op(tasks, self.schema, self.max_payload_bytes)
+
+    def _insert_unique(self, task: Task) -> Op[EnqueueResult]:
+        return unique_insert_op(task, self.schema, self.max_payload_bytes)
 
 
 class Client(_ClientBase):
@@ -133,6 +158,40 @@ class Client(_ClientBase):
         """Enqueue all *tasks* in one statement; ids in input order."""
         return self._run(self._insert_many(tasks), conn)
 
+    def enqueue_unique(self, task: Task, *, conn: Any = None) -> EnqueueResult:
+        """Enqueue a task with a ``unique_key``; the id, and whether it was a duplicate
+        (see :func:`pgjobs.enqueue_unique`)."""
+        return self._run(self._insert_unique(task), conn)
+
+    def get(self, job_id: int, *, conn: Any = None) -> Job | None:
+        """The job as stored now; None if there is no such row (never enqueued, or
+        completed and deleted, which is the default for completed jobs)."""
+        return self._run(get_op(job_id, self.schema), conn)
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
+        """Block until the job is completed, failed or cancelled, and return it.
+
+        Returns None if the job no longer exists: completed jobs are deleted when they
+        finish unless retained, so keep them (the worker's retention settings) to read
+        results. Raises TimeoutError after *timeout* seconds. The worker that finishes
+        the job sends a NOTIFY because this call registered as a waiter; there is no
+        busy polling.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        statements = _queries.queries(self.schema)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"LISTEN {_queries.finished_channel(self.schema)}".encode())
+            conn.execute(statements["waiter_add"], {"id": job_id})
+            try:
+                while True:
+                    job = run(conn, get_op(job_id, self.schema))
+                    if job is None or job.finished:
+                        return job
+                    for _ in conn.notifies(timeout=_remaining(deadline, job_id), stop_after=1):
+                        pass
+            finally:
+                conn.execute(statements["waiter_remove"], {"id": job_id})
+
 
 class AsyncClient(_ClientBase):
     """The asyncio twin of :class:`Client`, on an ``AsyncConnectionPool``::
@@ -198,3 +257,35 @@ class AsyncClient(_ClientBase):
     ) -> list[int]:
         """Enqueue all *tasks* in one statement; ids in input order."""
         return await self._run(self._insert_many(tasks), conn)
+
+    async def enqueue_unique(
+        self, task: Task, *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> EnqueueResult:
+        """Enqueue a task with a ``unique_key``; the id, and whether it was a duplicate
+        (see :func:`pgjobs.enqueue_unique`)."""
+        return await self._run(self._insert_unique(task), conn)
+
+    async def get(
+        self, job_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> Job | None:
+        """Async :meth:`Client.get`."""
+        return await self._run(get_op(job_id, self.schema), conn)
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
+        """Async :meth:`Client.wait`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        statements = _queries.queries(self.schema)
+        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        async with conn:
+            await conn.execute(f"LISTEN {_queries.finished_channel(self.schema)}".encode())
+            await conn.execute(statements["waiter_add"], {"id": job_id})
+            try:
+                while True:
+                    job = await run_async(conn, get_op(job_id, self.schema))
+                    if job is None or job.finished:
+                        return job
+                    wait = _remaining(deadline, job_id)
+                    async for _ in conn.notifies(timeout=wait, stop_after=1):
+                        pass
+            finally:
+                await conn.execute(statements["waiter_remove"], {"id": job_id})

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ._worker.transactions import JobTransactions
 
 __all__ = ["Context", "JobCancelled"]
 
@@ -28,15 +35,19 @@ class Context:
     """The running job's context, passed to every handler as its first argument."""
 
     __slots__ = (
+        "_committed",
         "_event",
         "_monotonic_deadline",
+        "_transactions",
         "attempt",
         "deadline",
+        "errors",
         "job_id",
         "kind",
         "max_retry",
         "queue",
         "reason",
+        "result",
     )
 
     def __init__(
@@ -47,6 +58,8 @@ class Context:
         attempt: int,
         max_retry: int,
         timeout: float,
+        errors: list[dict[str, Any]] | None = None,
+        transactions: JobTransactions | None = None,
     ) -> None:
         self.job_id = job_id
         self.kind = kind
@@ -60,6 +73,12 @@ class Context:
         #: Why the job was cancelled, or None while it may run.
         self.reason: str | None = None
         self._event: threading.Event | None = None  # made on first use: most jobs never ask
+        #: Errors of the previous attempts, oldest first: ``{"attempt", "at", "error"}``.
+        self.errors: list[dict[str, Any]] = errors or []
+        #: Stored as the job's result when :meth:`transaction` completes the job.
+        self.result: Any = None
+        self._transactions = transactions
+        self._committed = False
 
     @property
     def retries_left(self) -> int:
@@ -95,6 +114,31 @@ class Context:
         """Raise :class:`JobCancelled` if the job was cancelled."""
         if self.cancelled():
             raise JobCancelled(self.reason)
+
+    def transaction(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A transaction in which the handler's database work and the job's completion
+        commit together (sync handlers)::
+
+            with ctx.transaction() as conn:
+                conn.execute("insert into receipts ...")
+                ctx.result = {"receipt": 42}   # optional: stored as the job's result
+
+        When the block ends without an exception the job is marked completed in this
+        transaction, and it commits. If the job is no longer this attempt's (cancelled,
+        or rescued after its lease expired), it rolls back and raises JobLostError.
+        """
+        return self._require_transactions().sync(self)
+
+    def atransaction(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """:meth:`transaction` for async handlers: ``async with ctx.atransaction() as conn``."""
+        return self._require_transactions().asynchronous(self)
+
+    def _require_transactions(self) -> JobTransactions:
+        if self._transactions is None:
+            raise RuntimeError("ctx.transaction() works only for a job run by a pgjobs worker")
+        if self._committed:
+            raise RuntimeError(f"job {self.job_id} was already completed by a transaction")
+        return self._transactions
 
     def _cancel(self, reason: str) -> None:
         if self.reason is None:

@@ -12,12 +12,15 @@ built-in it refines (``ValueError``, ``LookupError``) so generic code keeps work
     ├── DuplicateHandlerError (ValueError)   a second handler for the same kind
     ├── HandlerNotFoundError (LookupError)   no handler for a kind
     ├── SchemaError                          the pgjobs schema is missing or out of date
-    └── MigrationError                       migrations could not be found or run
+    ├── MigrationError                       migrations could not be found or run
+    └── JobLostError                         the job is no longer this attempt's
 
 Handler control flow (raised *by* handlers, not errors of pgjobs)::
 
     JobControl (Exception)
-    └── SkipRetry                            fail the job now, whatever retries remain
+    ├── SkipRetry                            fail the job now, whatever retries remain
+    ├── Snooze                               run it again later, without using an attempt
+    └── Cancel                               end it as cancelled
 
 Database errors are psycopg's own (:mod:`psycopg.errors`); pgjobs does not wrap them,
 so a caller's transaction handling sees exactly what Postgres said.
@@ -26,17 +29,20 @@ so a caller's transaction handling sees exactly what Postgres said.
 from __future__ import annotations
 
 __all__ = [
+    "Cancel",
     "ConfigurationError",
     "DuplicateHandlerError",
     "HandlerNotFoundError",
     "InvalidTaskError",
     "JobControl",
+    "JobLostError",
     "MigrationError",
     "PayloadError",
     "PayloadTooLargeError",
     "PgjobsError",
     "SchemaError",
     "SkipRetry",
+    "Snooze",
 ]
 
 
@@ -90,3 +96,29 @@ class SkipRetry(JobControl):
 
     The message is recorded as the job's ``last_error``.
     """
+
+
+class Snooze(JobControl):
+    """Raise from a handler to run the job again after *seconds*, as if this attempt had
+    not happened: the attempt count is given back and no error is recorded."""
+
+    def __init__(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            raise ValueError(f"Snooze needs a number of seconds, 0 or more, not {seconds!r}")
+        super().__init__(f"snoozed for {seconds:g}s")
+        self.seconds = float(seconds)
+
+
+class Cancel(JobControl):
+    """Raise from a handler to end the job as ``cancelled`` (not failed, never retried);
+    *reason* is recorded as its ``last_error``."""
+
+    def __init__(self, reason: str = "cancelled by its handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobLostError(PgjobsError):
+    """The job is no longer this attempt's to finish: an operator cancelled it, or its
+    lease expired and it was rescued. Raised by ``ctx.transaction()`` when it rolls back
+    the handler's work for that reason."""

@@ -23,12 +23,13 @@ import logging
 import signal
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from ._worker import Worker
 from .backoff import Backoff
 from .config import Config
 from .errors import ConfigurationError
+from .middleware import ErrorHook, Middleware, as_middleware
 from .registry import Handler, HandlerFunc, Registration, Registry
 
 __all__ = ["Server"]
@@ -45,6 +46,8 @@ class Server:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.registry = Registry()
+        self.middleware: list[Middleware] = []
+        self.error_hooks: list[ErrorHook] = []
         self._worker: Worker | None = None
 
     # --- the registry ---------------------------------------------------------------
@@ -68,6 +71,19 @@ class Server:
         """The registration for *kind*; raises HandlerNotFoundError if there is none."""
         return self.registry.get_handler(kind)
 
+    def use(self, middleware: Callable[..., Any]) -> Callable[..., Any]:
+        """Run *middleware* around every handler (see :mod:`pgjobs.middleware`); usable
+        as a decorator. Middlewares nest in the order they are added, the first outermost."""
+        self.middleware.append(as_middleware(middleware))
+        return middleware
+
+    def on_error(self, hook: ErrorHook) -> ErrorHook:
+        """Call ``hook(ctx, task, error)`` after every failed attempt; usable as a decorator."""
+        if not callable(hook):
+            raise ConfigurationError("an error hook must be callable as hook(ctx, task, error)")
+        self.error_hooks.append(hook)
+        return hook
+
     # --- the lifecycle --------------------------------------------------------------
 
     @property
@@ -79,7 +95,12 @@ class Server:
         """Connect and start working; returns once the worker runs."""
         if self._worker is not None:
             raise ConfigurationError("this server is already running")
-        worker = Worker(config or self.config, self.registry)
+        worker = Worker(
+            config or self.config,
+            self.registry,
+            middleware=self.middleware,
+            error_hooks=self.error_hooks,
+        )
         await worker.start()
         self._worker = worker
 

@@ -39,6 +39,9 @@ EXPECTED_PUBLIC = {
     "MigrationError",
     "JobControl",
     "SkipRetry",
+    "Snooze",
+    "Cancel",
+    "JobLostError",
     "JobCancelled",
     # the worker side
     "Backoff",
@@ -50,6 +53,9 @@ EXPECTED_PUBLIC = {
     "Registration",
     "Registry",
     "Server",
+    "Middleware",
+    "ErrorHook",
+    "Job",
     "__version__",
 }
 
@@ -66,6 +72,9 @@ ERROR_TREE: dict[str, tuple[str, type[Exception] | None]] = {
     "MigrationError": ("PgjobsError", None),
     "JobControl": ("Exception", None),
     "SkipRetry": ("JobControl", None),
+    "Snooze": ("JobControl", None),
+    "Cancel": ("JobControl", None),
+    "JobLostError": ("PgjobsError", None),
 }
 
 

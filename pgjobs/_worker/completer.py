@@ -94,6 +94,8 @@ class Completer:
             "states": [o.state for o in batch],
             "delays": [o.delay for o in batch],
             "errors": [o.error for o in batch],
+            "results": [o.result for o in batch],
+            "refunds": [o.refund for o in batch],
             "delete_completed": not self._retain_completed,
             "worker_id": self._worker_id,
         }

@@ -1,11 +1,23 @@
-"""What became of an attempt, in the shape the completer writes in batches."""
+"""What became of an attempt: decided here, without I/O, written by the completer.
+
+:func:`decide` is the one place that maps a handler's return value or exception to the
+job's next state, so the worker and ``pgjobs.testing`` cannot disagree about it.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MAX_ERROR_CHARS", "Outcome", "describe_error"]
+from ..backoff import Backoff, default_backoff
+from ..errors import Cancel, SkipRetry, Snooze
+
+__all__ = ["MAX_ERROR_CHARS", "Outcome", "decide", "describe_error", "encode_result"]
+
+log = logging.getLogger("pgjobs.worker")
 
 #: Longest error text kept in a row: the message and the innermost frames.
 MAX_ERROR_CHARS = 4000
@@ -13,10 +25,11 @@ MAX_ERROR_CHARS = 4000
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The result of one attempt of one job.
+    """The result of one attempt of one job, as ``job_finish_many`` takes it.
 
     *state* is the job's next state: ``completed``, ``failed``, ``cancelled``, or
-    ``scheduled`` for a retry after *delay* seconds.
+    ``scheduled`` for a retry or snooze after *delay* seconds. *refund* gives the attempt
+    back (a snooze). *result* is the handler's return value as JSON text.
     """
 
     job_id: int
@@ -24,6 +37,12 @@ class Outcome:
     state: str
     delay: float = 0.0
     error: str | None = None
+    result: str | None = None
+    refund: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None and self.state != "cancelled"
 
 
 def describe_error(error: BaseException, *, frames: int = 5) -> str:
@@ -35,3 +54,49 @@ def describe_error(error: BaseException, *, frames: int = 5) -> str:
     if len(head) > MAX_ERROR_CHARS:
         head = head[: MAX_ERROR_CHARS - 15] + "\n[... cut ...]"
     return head
+
+
+def encode_result(job_id: int, value: Any) -> str | None:
+    """The handler's return value as JSON text; None stores nothing.
+
+    The job's work is done by then, so a value JSON cannot hold does not fail the job: it
+    completes without a result, and the error is logged.
+    """
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        log.error(
+            "job %d: result not stored, it is not JSON-serialisable: %s",
+            job_id,
+            exc,
+            extra={"job_id": job_id},
+        )
+        return None
+
+
+def decide(
+    job_id: int,
+    attempt: int,
+    max_retry: int,
+    error: BaseException | None,
+    result: Any = None,
+    backoff: Backoff = default_backoff,
+) -> Outcome:
+    """The outcome of attempt *attempt* (1-based) that returned *result* or raised *error*."""
+    if error is None:
+        return Outcome(job_id, attempt, "completed", result=encode_result(job_id, result))
+    if isinstance(error, Snooze):
+        return Outcome(job_id, attempt, "scheduled", delay=error.seconds, refund=True)
+    if isinstance(error, Cancel):
+        return Outcome(job_id, attempt, "cancelled", error=f"Cancel: {error.reason}")
+    text = describe_error(error)
+    if isinstance(error, SkipRetry) or attempt > max_retry:
+        return Outcome(job_id, attempt, "failed", error=text)
+    try:
+        delay = max(0.0, float(backoff(attempt, error)))
+    except Exception:
+        log.exception("job %d: its backoff function failed; using the default", job_id)
+        delay = default_backoff(attempt, error)
+    return Outcome(job_id, attempt, "scheduled", delay=delay, error=text)

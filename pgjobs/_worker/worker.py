@@ -43,6 +43,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -53,15 +54,17 @@ from .._dsn import redact, resolve_dsn
 from .._version import __version__
 from ..config import Config
 from ..context import Context
-from ..errors import HandlerNotFoundError, SchemaError, SkipRetry
+from ..errors import Cancel, HandlerNotFoundError, SchemaError, SkipRetry, Snooze
+from ..middleware import ErrorHook, Middleware
 from ..registry import Registration, Registry
 from ..task import Task, _from_row
 from .completer import Completer
 from .listener import Listener
-from .outcome import Outcome, describe_error
+from .outcome import Outcome, decide, describe_error
 from .retry import DB_ERRORS, reconnect_delay
 from .services import Heartbeat, Rescuer, Stager, run_periodically
 from .threads import DaemonThreadPool
+from .transactions import JobTransactions
 
 __all__ = ["Worker"]
 
@@ -116,11 +119,20 @@ class Running:
 class Worker:
     """Runs jobs from the queues in *config* with the handlers in *registry*."""
 
-    def __init__(self, config: Config, registry: Registry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        *,
+        middleware: Sequence[Middleware] = (),
+        error_hooks: Sequence[ErrorHook] = (),
+    ) -> None:
         from .._weights import QueuePlanner
 
         self.config = config
         self.registry = registry
+        self._middleware = tuple(middleware)
+        self._error_hooks = tuple(error_hooks)
         self.id = str(uuid.uuid4())
         self._queries = _queries.queries(config.schema)
         self._planner = QueuePlanner(config.queues, strict=config.strict_priority)
@@ -136,6 +148,7 @@ class Worker:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._listener: Listener | None = None
         self._completer: Completer | None = None
+        self._transactions: JobTransactions | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
@@ -179,6 +192,13 @@ class Worker:
             raise
         self._completer = Completer(
             self._pool, config.schema, self.id, retain_completed=config.retain_completed
+        )
+        self._transactions = JobTransactions(
+            dsn,
+            config.schema,
+            self.id,
+            retain_completed=config.retain_completed,
+            size=config.concurrency,
         )
         self._spawn(self._claim_loop(), "claim loop")
         self._spawn(self._completer.run(), "completer")
@@ -311,6 +331,8 @@ class Worker:
                 exc,
             )
         await self._pool.close()
+        if self._transactions is not None:
+            await self._transactions.close()
         self._threads.shutdown()
         log.info(
             "pgjobs worker %s stopped: %d jobs processed, %d failed attempts",
@@ -423,11 +445,11 @@ class Worker:
     # --- running -------------------------------------------------------------------
 
     def _start(self, row: tuple[Any, ...]) -> None:
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, _ = row
+        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
         loop = self._loop
         assert loop is not None
         registration = self.registry.find(kind)
-        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout)
+        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
         task = _from_row(kind, payload, queue, max_retry, timeout, priority)
         now = loop.time()
         run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)
@@ -435,41 +457,49 @@ class Worker:
         self._free -= 1
         self._idle.clear()
         if registration is None:
-            self._settle(
-                run,
-                self._failure(
-                    run,
-                    HandlerNotFoundError(
-                        f"no handler registered for kind {kind!r} on worker {self.id}"
-                        f" (registered: {', '.join(self.registry.kinds()) or 'none'})"
-                    ),
-                ),
+            missing = HandlerNotFoundError(
+                f"no handler registered for kind {kind!r} on worker {self.id}"
+                f" (registered: {', '.join(self.registry.kinds()) or 'none'})"
             )
+            self._conclude(run, error=missing)
             self._finish(run)
             return
         run.timer = loop.call_at(now + timeout, self._expire, run)
         if registration.is_async:
             run.aio_task = loop.create_task(self._run_async(run, registration))
         else:
+            func = self._with_middleware if self._middleware else registration.func
+            args = (registration.func, ctx, task) if self._middleware else (ctx, task)
             self._threads.submit(
-                loop,
-                registration.func,
-                (ctx, task),
-                lambda result, error: self._sync_done(run, result, error),
+                loop, func, args, lambda result, error: self._sync_done(run, result, error)
             )
 
+    def _with_middleware(self, func: Any, ctx: Context, task: Task) -> Any:
+        """Call a sync handler inside every middleware (in its thread, outermost first)."""
+        with contextlib.ExitStack() as stack:
+            for middleware in self._middleware:
+                stack.enter_context(middleware(ctx, task))
+            return func(ctx, task)
+
     async def _run_async(self, run: Running, registration: Registration) -> None:
+        result = None  # stays None if a middleware swallows the handler's exception
         try:
-            await registration.func(run.ctx, run.task)
+            if self._middleware:
+                with contextlib.ExitStack() as stack:
+                    for middleware in self._middleware:
+                        stack.enter_context(middleware(run.ctx, run.task))
+                    result = await registration.func(run.ctx, run.task)
+            else:
+                result = await registration.func(run.ctx, run.task)
         except asyncio.CancelledError:
             if run.ctx.reason is None:
                 raise  # not a cancellation of ours
         except BaseException as exc:
             if run.ctx.reason == "timeout":
                 self._expire(run)
-            self._settle(run, self._failure(run, exc))
+            self._conclude(run, error=exc)
         else:
-            self._settle(run, Outcome(run.id, run.attempt, "completed"))
+            self._conclude(run, result=result)
         finally:
             self._finish(run)
 
@@ -484,11 +514,78 @@ class Worker:
                 -run.ctx.remaining(),
                 extra={"job_id": run.id},
             )
-        elif error is None:
-            self._settle(run, Outcome(run.id, run.attempt, "completed"))
         else:
-            self._settle(run, self._failure(run, error))
+            self._conclude(run, result=result, error=error)
         self._finish(run)
+
+    def _conclude(
+        self, run: Running, *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        """Decide the attempt's outcome from what the handler did, report it, queue it."""
+        if run.settled:
+            return
+        if run.ctx._committed:
+            # ctx.transaction() already recorded the completion with the handler's work.
+            run.settled = True
+            if run.timer is not None:
+                run.timer.cancel()
+            self.processed += 1
+            if error is not None:
+                log.error(
+                    "job %d (%s) raised after its transaction completed it; the job stays "
+                    "completed: %s",
+                    run.id,
+                    run.task.kind,
+                    describe_error(error),
+                    extra={"job_id": run.id},
+                )
+            return
+        registration = run.registration
+        backoff = (registration.backoff if registration else None) or self.config.backoff
+        outcome = decide(run.id, run.attempt, run.max_retry, error, result, backoff)
+        if error is not None:
+            self._report(run, error, outcome)
+        self._settle(run, outcome)
+
+    def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
+        """Log what became of a failed attempt and tell the error hooks."""
+        kind = run.task.kind
+        extra = {"job_id": run.id, "kind": kind, "attempt": run.attempt, "error": outcome.error}
+        if isinstance(error, Snooze):
+            log.debug("job %d (%s) snoozed for %.3gs", run.id, kind, outcome.delay, extra=extra)
+            return
+        if isinstance(error, Cancel):
+            log.info(
+                "job %d (%s) cancelled by its handler: %s", run.id, kind, error.reason, extra=extra
+            )
+            return
+        summary = (outcome.error or "").splitlines()[0]
+        if outcome.state == "failed":
+            why = "SkipRetry" if isinstance(error, SkipRetry) else "no retries left"
+            log.error(
+                "job %d (%s) failed on attempt %d (%s): %s",
+                run.id,
+                kind,
+                run.attempt,
+                why,
+                summary,
+                extra=extra,
+            )
+        else:
+            log.warning(
+                "job %d (%s) attempt %d failed, retry in %.3gs: %s",
+                run.id,
+                kind,
+                run.attempt,
+                outcome.delay,
+                summary,
+                extra={**extra, "retry_in": outcome.delay},
+            )
+        for hook in self._error_hooks:
+            try:
+                hook(run.ctx, run.task, error)
+            except Exception:
+                log.exception("error hook %r failed", hook)
 
     def _settle(self, run: Running, outcome: Outcome) -> None:
         if run.settled:
@@ -498,7 +595,7 @@ class Worker:
             run.timer.cancel()
         if outcome.state == "completed":
             self.processed += 1
-        else:
+        elif outcome.failed:
             self.failed += 1
         assert self._completer is not None
         self._completer.add(outcome)
@@ -517,7 +614,7 @@ class Worker:
         if run.settled:
             return
         run.ctx._cancel("timeout")
-        self._settle(run, self._failure(run, TimeoutError(f"timed out after {run.timeout:g}s")))
+        self._conclude(run, error=TimeoutError(f"timed out after {run.timeout:g}s"))
         if run.aio_task is not None:
             run.aio_task.cancel()
         else:
@@ -528,50 +625,6 @@ class Worker:
                 run.task.kind,
                 extra={"job_id": run.id},
             )
-
-    def _failure(self, run: Running, error: BaseException) -> Outcome:
-        text = describe_error(error)
-        kind = run.task.kind
-        if isinstance(error, SkipRetry) or run.attempt > run.max_retry:
-            why = "SkipRetry" if isinstance(error, SkipRetry) else "no retries left"
-            log.error(
-                "job %d (%s) failed on attempt %d (%s): %s",
-                run.id,
-                kind,
-                run.attempt,
-                why,
-                text.splitlines()[0],
-                extra={"job_id": run.id, "kind": kind, "attempt": run.attempt, "error": text},
-            )
-            return Outcome(run.id, run.attempt, "failed", error=text)
-        delay = self._retry_delay(run, error)
-        log.warning(
-            "job %d (%s) attempt %d failed, retry in %.3gs: %s",
-            run.id,
-            kind,
-            run.attempt,
-            delay,
-            text.splitlines()[0],
-            extra={
-                "job_id": run.id,
-                "kind": kind,
-                "attempt": run.attempt,
-                "error": text,
-                "retry_in": delay,
-            },
-        )
-        return Outcome(run.id, run.attempt, "scheduled", delay=delay, error=text)
-
-    def _retry_delay(self, run: Running, error: BaseException) -> float:
-        registration = run.registration
-        backoff = (registration.backoff if registration else None) or self.config.backoff
-        try:
-            return max(0.0, float(backoff(run.attempt, error)))
-        except Exception:
-            log.exception("backoff for kind %r failed; using the default", run.task.kind)
-            from ..backoff import default_backoff
-
-            return default_backoff(run.attempt, error)
 
     # --- signals from the listener and services -------------------------------------
 

@@ -94,14 +94,16 @@ set state = 'running',
 -- through every dead entry that finished jobs left behind.
 where j.id = any (array(select picked.id from picked))
 returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
-          extract(epoch from j.timeout)::float8, j.started_at;
+          extract(epoch from j.timeout)::float8, j.errors;
 
 -- name: job_finish_many
 -- Record finished attempts in one statement. Every row is guarded by state and attempt:
 -- an attempt whose lease expired and was rescued (and maybe re-claimed) can no longer
 -- write its outcome over the newer one. Completed jobs are deleted when not retained.
--- outcome.state is 'completed', 'failed', 'cancelled' or 'scheduled' (a retry, run
--- after delay seconds).
+-- outcome.state is 'completed', 'failed', 'cancelled' or 'scheduled' (a retry, or a
+-- snooze, run after delay seconds); refund gives the attempt back (a snooze is not a
+-- failure); result is the handler's return value as JSON text. Clients blocked in
+-- wait() on one of these jobs (a row in waiters) get a NOTIFY on {schema}_finished.
 --
 -- Plan shape matters. A queue table's statistics are always stale (analysed when the
 -- rows were 'available', now they are 'running'), and a guard written as
@@ -115,8 +117,9 @@ returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
 with outcome as (
     select o.*, 'running'::{schema}.job_state as running
     from unnest(%(ids)s::int8[], %(attempts)s::int4[], %(states)s::text[],
-                %(delays)s::float8[], %(errors)s::text[])
-         as o(id, attempt, state, delay, error)
+                %(delays)s::float8[], %(errors)s::text[], %(results)s::text[],
+                %(refunds)s::bool[])
+         as o(id, attempt, state, delay, error, result, refund)
 ),
 deleted as (
     delete from {schema}.jobs j
@@ -129,6 +132,8 @@ updated as (
     update {schema}.jobs j
     set state = case when o.state = 'scheduled' and o.delay <= 0 then 'available'
                      else o.state end::{schema}.job_state,
+        attempt = j.attempt - o.refund::int,
+        result = o.result::jsonb,
         run_at = case when o.state = 'scheduled'
                       then now() + make_interval(secs => o.delay) else j.run_at end,
         finished_at = case when o.state in ('completed', 'failed', 'cancelled')
@@ -162,9 +167,15 @@ counted as (
     set completed = s.completed + excluded.completed,
         failed = s.failed + excluded.failed,
         retried = s.retried + excluded.retried
+),
+waited as (
+    select pg_notify('{schema}_finished', f.id::text)
+    from finished f
+    where exists (select from {schema}.waiters w where w.job_id = f.id)
 )
 -- Ids whose outcome was recorded; an id missing here lost its claim (rescued or cancelled).
-select id from finished;
+-- The scalar subquery makes the waited CTE run (an unreferenced CTE never does).
+select id, (select count(*) from waited) from finished;
 
 -- name: job_release
 -- Graceful shutdown: give unfinished attempts back, as if they never started, so a
@@ -248,3 +259,19 @@ woken as (
     from (select distinct queue from rescued where state = 'available') q
 )
 select id, state, (select count(*) from woken) as woken from rescued;
+
+-- name: job_fetch
+-- One job as the client's Job type reads it.
+select id, queue, kind, payload, priority, state::text, attempt, max_retry,
+       extract(epoch from timeout)::float8, run_at, last_error, coalesce(errors, '[]'::jsonb),
+       result, created_at, started_at, finished_at, worker_id
+from {schema}.jobs
+where id = %(id)s;
+
+-- name: waiter_add
+-- A client starts waiting for a job (see job_finish_many's waited CTE).
+insert into {schema}.waiters (job_id) values (%(id)s);
+
+-- name: waiter_remove
+delete from {schema}.waiters
+where ctid = (select ctid from {schema}.waiters where job_id = %(id)s limit 1);

@@ -1,0 +1,387 @@
+"""Handler-facing features (issue 6): results, Snooze, Cancel, previous errors,
+middleware and error hooks, transactional completion, Client.get and Client.wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs.backoff import constant
+from tests.test_worker import job_row, make_config, wait_for_state, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
+    started: list[pgjobs.Server] = []
+
+    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
+        await server.start(config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(timeout=1.0)
+
+
+async def test_a_return_value_is_stored_as_the_result(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("square", {"n": 7}))
+    server = pgjobs.Server()
+
+    @server.handler("square")
+    async def square(ctx: pgjobs.Context, task: pgjobs.Task) -> dict[str, int]:
+        return {"square": task.payload["n"] ** 2}
+
+    await running(server, make_config(dsn, retain_completed=True))
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["result"] == {"square": 49}
+
+
+async def test_a_result_json_cannot_hold_completes_without_one(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("odd"))
+    server = pgjobs.Server()
+    server.register_handler("odd", lambda ctx, task: object())
+    await running(server, make_config(dsn, retain_completed=True))
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["result"] is None
+
+
+async def test_snooze_reschedules_without_using_an_attempt(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("later", max_retry=0))
+    seen: list[int] = []
+    server = pgjobs.Server()
+
+    @server.handler("later")
+    async def later(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        seen.append(ctx.attempt)
+        if len(seen) < 3:
+            raise pgjobs.Snooze(0)
+
+    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    row = await wait_for_state(db, job_id, "completed")
+    # max_retry=0 allows one attempt: snoozes did not use it up, nor count as errors.
+    assert seen == [1, 1, 1]
+    assert row["attempt"] == 1
+    assert row["errors"] is None
+
+
+async def test_snooze_waits_its_delay(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("later"))
+    server = pgjobs.Server()
+
+    @server.handler("later")
+    async def later(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise pgjobs.Snooze(3600)
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "scheduled")
+    assert row["attempt"] == 0
+    waits = db.execute(
+        "select extract(epoch from run_at - now()) from pgjobs.jobs where id = %s", (job_id,)
+    ).fetchone()
+    assert waits is not None
+    assert 3500 < waits[0] <= 3600
+
+
+async def test_cancel_from_the_handler_ends_the_job_cancelled(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("obsolete", max_retry=5))
+    server = pgjobs.Server()
+
+    @server.handler("obsolete")
+    def obsolete(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise pgjobs.Cancel("the order was refunded")
+
+    await running(server, make_config(dsn))
+    row = await wait_for_state(db, job_id, "cancelled")
+    assert row["attempt"] == 1
+    assert row["last_error"] == "Cancel: the order was refunded"
+    assert row["finished_at"] is not None
+
+
+async def test_the_context_shows_previous_errors(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("flaky", max_retry=3))
+    history: list[list[int]] = []
+    server = pgjobs.Server()
+
+    @server.handler("flaky", backoff=constant(0))
+    async def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        history.append([e["attempt"] for e in ctx.errors])
+        if ctx.attempt < 3:
+            raise RuntimeError(f"attempt {ctx.attempt}")
+        assert ctx.errors[-1]["error"].startswith("RuntimeError: attempt 2")
+
+    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await wait_for_state(db, job_id, "completed")
+    assert history == [[], [1], [1, 2]]
+
+
+async def test_middleware_wraps_sync_and_async_handlers_in_order(dsn, db, running) -> None:
+    events: list[str] = []
+    lock = threading.Lock()
+    server = pgjobs.Server()
+
+    @server.use
+    def outer(ctx: pgjobs.Context, task: pgjobs.Task):  # type: ignore[no-untyped-def]
+        with lock:
+            events.append(f"outer>{task.kind}")
+        try:
+            yield
+        except ValueError:
+            with lock:
+                events.append(f"outer saw error {task.kind}")
+            raise
+        finally:
+            with lock:
+                events.append(f"outer<{task.kind}")
+
+    @server.use
+    def inner(ctx: pgjobs.Context, task: pgjobs.Task):  # type: ignore[no-untyped-def]
+        with lock:
+            events.append(f"inner>{task.kind}")
+        yield
+        with lock:
+            events.append(f"inner<{task.kind}")
+
+    @server.handler("a_sync")
+    def a_sync(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with lock:
+            events.append("a_sync ran")
+
+    @server.handler("an_async")
+    async def an_async(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        events.append("an_async ran")
+        raise ValueError("no")
+
+    await running(server, make_config(dsn, concurrency=1))
+    first = pgjobs.enqueue(db, pgjobs.Task("a_sync"))
+    await wait_until(lambda: "outer<a_sync" in events, what="the sync job")
+    pgjobs.enqueue(db, pgjobs.Task("an_async", max_retry=0))
+    await wait_until(lambda: "outer<an_async" in events, what="the async job")
+    assert events == [
+        "outer>a_sync",
+        "inner>a_sync",
+        "a_sync ran",
+        "inner<a_sync",
+        "outer<a_sync",
+        "outer>an_async",
+        "inner>an_async",
+        "an_async ran",
+        "outer saw error an_async",
+        "outer<an_async",
+    ]
+    assert db.execute("select count(*) from pgjobs.jobs where id = %s", (first,)).fetchone() == (0,)
+
+
+async def test_a_middleware_may_swallow_an_error(dsn, db, running) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("broken"))
+    server = pgjobs.Server()
+
+    @server.use
+    def forgive(ctx: pgjobs.Context, task: pgjobs.Task):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(RuntimeError):
+            yield
+
+    @server.handler("broken")
+    async def broken(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise RuntimeError("forgiven")
+
+    await running(server, make_config(dsn, retain_completed=True))
+    await wait_for_state(db, job_id, "completed")
+
+
+def test_async_middleware_is_refused() -> None:
+    server = pgjobs.Server()
+
+    async def nope(ctx: pgjobs.Context, task: pgjobs.Task) -> None: ...
+
+    with pytest.raises(pgjobs.ConfigurationError, match="synchronous"):
+        server.use(nope)
+
+
+async def test_error_hooks_see_every_failure_but_not_snoozes(dsn, db, running) -> None:
+    pgjobs.enqueue(db, pgjobs.Task("fails", max_retry=1))
+    snoozer = pgjobs.enqueue(db, pgjobs.Task("snoozes"))
+    seen: list[tuple[int, int, str]] = []
+    server = pgjobs.Server()
+
+    @server.on_error
+    def hook(ctx: pgjobs.Context, task: pgjobs.Task, error: BaseException) -> None:
+        seen.append((ctx.job_id, ctx.attempt, type(error).__name__))
+
+    @server.on_error
+    def broken_hook(ctx: pgjobs.Context, task: pgjobs.Task, error: BaseException) -> None:
+        raise RuntimeError("a broken hook must not break the worker")
+
+    @server.handler("fails", backoff=constant(0))
+    async def fails(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise KeyError("missing")
+
+    @server.handler("snoozes")
+    async def snoozes(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise pgjobs.Snooze(3600)
+
+    await running(server, make_config(dsn, poll_interval=0.05))
+    await wait_until(lambda: len(seen) == 2, what="two failed attempts")
+    await wait_for_state(db, snoozer, "scheduled")
+    assert [(attempt, name) for _, attempt, name in seen] == [(1, "KeyError"), (2, "KeyError")]
+
+
+# --- transactional completion ---------------------------------------------------------
+
+
+async def test_sync_work_and_completion_commit_together(dsn, db, running) -> None:
+    db.execute("create table receipts (job_id bigint primary key, amount int)")
+    job_id = pgjobs.enqueue(db, pgjobs.Task("receipt", {"amount": 12}))
+    server = pgjobs.Server()
+
+    @server.handler("receipt")
+    def receipt(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with ctx.transaction() as conn:
+            conn.execute(
+                "insert into receipts values (%s, %s)", (ctx.job_id, task.payload["amount"])
+            )
+            ctx.result = {"receipt": ctx.job_id}
+
+    await running(server, make_config(dsn, retain_completed=True))
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["result"] == {"receipt": job_id}
+    assert db.execute("select amount from receipts").fetchall() == [(12,)]
+
+
+async def test_async_work_rolls_back_when_the_handler_fails(dsn, db, running) -> None:
+    db.execute("create table receipts (job_id bigint primary key)")
+    job_id = pgjobs.enqueue(db, pgjobs.Task("receipt", max_retry=0))
+    server = pgjobs.Server()
+
+    @server.handler("receipt")
+    async def receipt(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        async with ctx.atransaction() as conn:
+            await conn.execute("insert into receipts values (%s)", (ctx.job_id,))
+            raise RuntimeError("the payment provider said no")
+
+    await running(server, make_config(dsn))
+    await wait_for_state(db, job_id, "failed")
+    assert db.execute("select count(*) from receipts").fetchone() == (0,)
+
+
+async def test_a_cancelled_job_rolls_back_its_transaction(dsn, db, running) -> None:
+    db.execute("create table receipts (job_id bigint primary key)")
+    job_id = pgjobs.enqueue(db, pgjobs.Task("receipt"))
+    inside = threading.Event()
+    proceed = threading.Event()
+    outcome: list[BaseException] = []
+    server = pgjobs.Server()
+
+    @server.handler("receipt")
+    def receipt(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        try:
+            with ctx.transaction() as conn:
+                conn.execute("insert into receipts values (%s)", (ctx.job_id,))
+                inside.set()
+                proceed.wait(30)  # ignores the cancellation: the commit must refuse
+        except pgjobs.JobLostError as exc:
+            outcome.append(exc)
+            raise
+
+    await running(server, make_config(dsn))
+    await wait_until(inside.is_set, what="the handler's transaction")
+    # An operator cancels the job meanwhile (what the cancel function does).
+    db.execute("update pgjobs.jobs set state = 'cancelled' where id = %s", (job_id,))
+    proceed.set()
+    await wait_until(lambda: bool(outcome), what="the transaction to refuse")
+    assert db.execute("select count(*) from receipts").fetchone() == (0,)
+    assert job_row(db, job_id)["state"] == "cancelled"
+
+
+def test_transaction_outside_a_worker_is_refused() -> None:
+    ctx = pgjobs.Context(1, "k", "default", 1, 0, 10.0)
+    with pytest.raises(RuntimeError, match="worker"):
+        ctx.transaction()
+
+
+# --- Client.get and Client.wait -----------------------------------------------------------
+
+
+async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+    release = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("slow_sum")
+    async def slow_sum(ctx: pgjobs.Context, task: pgjobs.Task) -> int:
+        await release.wait()
+        return sum(task.payload)
+
+    await running(server, make_config(dsn, retain_completed=True))
+    async with pgjobs.AsyncClient(dsn) as client:
+        job_id = await client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
+        job = await client.get(job_id)
+        assert job is not None
+        assert job.state in {"available", "running"}
+        assert not job.finished
+        with pytest.raises(TimeoutError):
+            await client.wait(job_id, timeout=0.3)
+        waiter = asyncio.ensure_future(client.wait(job_id, timeout=30))
+        await asyncio.sleep(0.1)
+        release.set()
+        done = await waiter
+    assert done is not None
+    assert done.state == "completed"
+    assert done.result == 6
+    assert db.execute("select count(*) from pgjobs.waiters").fetchone() == (0,)
+
+
+async def test_sync_wait_sees_a_failure_and_a_deleted_job(dsn, db, running) -> None:
+    server = pgjobs.Server()
+
+    @server.handler("bad")
+    def bad(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise pgjobs.SkipRetry("never")
+
+    server.register_handler("good", lambda ctx, task: 1)
+    await running(server, make_config(dsn))
+    with pgjobs.Client(dsn) as client:
+        bad_id = client.enqueue(pgjobs.Task("bad"))
+        good_id = client.enqueue(pgjobs.Task("good"))
+        failed = await asyncio.to_thread(client.wait, bad_id, 30)
+        gone = await asyncio.to_thread(client.wait, good_id, 30)
+        assert client.get(123456789) is None
+    assert failed is not None
+    assert failed.state == "failed"
+    assert "never" in (failed.last_error or "")
+    assert gone is None  # completed and deleted: completed jobs are not retained by default
+
+
+def test_only_waited_jobs_send_finish_notifications(dsn, db) -> None:
+    """The completion NOTIFY (and its commit lock) is paid only for jobs someone waits on."""
+    from pgjobs._queries import queries
+
+    q = queries()
+    listener = psycopg.connect(dsn, autocommit=True)
+    listener.execute("listen pgjobs_finished")
+    a, b = pgjobs.enqueue_many(db, [pgjobs.Task("k"), pgjobs.Task("k")])
+    db.execute("insert into pgjobs.waiters (job_id) values (%s)", (b,))
+    db.execute("update pgjobs.jobs set state = 'running', attempt = 1")
+    params: dict[str, Any] = {
+        "ids": [a, b],
+        "attempts": [1, 1],
+        "states": ["completed"] * 2,
+        "delays": [0.0] * 2,
+        "errors": [None] * 2,
+        "results": [None] * 2,
+        "refunds": [False] * 2,
+        "delete_completed": True,
+        "worker_id": "00000000-0000-0000-0000-000000000000",
+    }
+    db.execute(q["job_finish_many"], params)
+    payloads = [n.payload for n in listener.notifies(timeout=1.0)]
+    listener.close()
+    assert payloads == [str(b)]
