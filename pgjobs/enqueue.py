@@ -6,13 +6,18 @@ connection each call commits on its own. pgjobs never calls ``commit()`` here.
 
 SQLAlchemy connections and sessions, and Django's connection, are accepted when they sit
 on psycopg 3 (see :func:`psycopg_connection`).
+
+Unique tasks (``Task(unique_key=...)``) claim their key in the same transaction (see
+``pgjobs/sql/unique.sql``): every enqueue function accepts them and returns, for a
+duplicate, the id of the job that holds the key; :func:`enqueue_unique` also says
+whether it was a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import psycopg
 
@@ -23,13 +28,32 @@ from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task, encode_payload
 
 __all__ = [
     "AsyncEnqueuer",
+    "EnqueueResult",
     "Enqueuer",
     "enqueue",
     "enqueue_async",
     "enqueue_many",
     "enqueue_many_async",
+    "enqueue_unique",
+    "enqueue_unique_async",
     "psycopg_connection",
 ]
+
+#: Claims of one unique key, in one enqueue, before giving up (only a key whose holder
+#: finished is claimed again, and the second claim cannot lose: see unique_insert_op).
+_MAX_CLAIMS = 3
+
+
+class EnqueueResult(NamedTuple):
+    """What enqueueing a unique task did: ``job_id, duplicate = enqueue_unique(...)``.
+
+    :ivar id: the new job's id, or for a duplicate the id of the job holding the key
+        (which may have finished, and been deleted, since).
+    :ivar duplicate: True when the key was held, so no job was added.
+    """
+
+    id: int
+    duplicate: bool
 
 
 @runtime_checkable
@@ -57,7 +81,15 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
     """The operation behind every single enqueue."""
     if not isinstance(task, Task):
         raise InvalidTaskError(f"expected a pgjobs.Task, got {type(task).__name__}")
-    params = {
+    if task.unique_key is not None:
+        result = yield from unique_insert_op(task, schema, max_payload_bytes)
+        return result.id
+    rows = yield Statement(_queries.queries(schema)["job_insert"], _params(task, max_payload_bytes))
+    return int(rows[0][0])
+
+
+def _params(task: Task, max_payload_bytes: int) -> dict[str, Any]:
+    return {
         "queue": task.queue,
         "kind": task.kind,
         "payload": encode_payload(task.payload, max_payload_bytes),
@@ -67,15 +99,58 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
         "run_at": task.run_at,
         "delay": task.delay,
     }
-    rows = yield Statement(_queries.queries(schema)["job_insert"], params)
-    return int(rows[0][0])
+
+
+def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[EnqueueResult]:
+    """The operation behind a single enqueue of a unique task.
+
+    One statement claims the key and inserts the job if the key is now ours. A key held
+    until its job finishes, whose job this statement could not see unfinished, is
+    released by a second statement (a newer snapshot, after the first locked the key
+    row: see pgjobs/sql/unique.sql) if that job really finished, and claimed again: the
+    key row is then deleted by this transaction, so no other enqueuer can claim it first.
+    """
+    if not isinstance(task, Task):
+        raise InvalidTaskError(f"expected a pgjobs.Task, got {type(task).__name__}")
+    if task.unique_key is None:
+        raise InvalidTaskError("enqueue_unique needs a task with a unique_key")
+    statements = _queries.queries(schema)
+    params = _params(task, max_payload_bytes)
+    params.update(unique_key=task.unique_key, unique_for=task.unique_for)
+    for _ in range(_MAX_CLAIMS):
+        rows = yield Statement(statements["job_insert_unique"], params)
+        holder, inserted, until_finished, unfinished, _ = rows[0]
+        if inserted:
+            return EnqueueResult(int(holder), False)
+        if not until_finished or unfinished:
+            return EnqueueResult(int(holder), True)
+        freed = yield Statement(
+            statements["unique_key_release_finished"],
+            {"keys": [task.unique_key], "holders": [holder]},
+        )
+        if not freed:
+            return EnqueueResult(int(holder), True)
+    raise RuntimeError(f"could not claim unique key {task.unique_key!r}")  # pragma: no cover
 
 
 def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -> Op[list[int]]:
-    """The operation behind every bulk enqueue: ids, one COPY, and the wakeups.
+    """The operation behind every bulk enqueue: ids in input order (for a duplicate, the
+    id of the job holding its key)."""
+    results = yield from insert_many_results_op(tasks, schema, max_payload_bytes)
+    return [result.id for result in results]
+
+
+def insert_many_results_op(
+    tasks: Iterable[Task], schema: str, max_payload_bytes: int
+) -> Op[list[EnqueueResult]]:
+    """Bulk enqueue: ids, the unique keys, one COPY, and the wakeups.
 
     Every task is validated and encoded before anything is sent, so one bad task means
-    nothing is written. Three round trips whatever the count (see job_reserve_ids).
+    nothing is written. Three round trips whatever the count (see job_reserve_ids), and
+    one more when some tasks are unique (COPY cannot resolve conflicts, so their keys
+    are claimed first by unique_key_claim_many, and only the jobs that won their key
+    are copied). Of several tasks with one key in a batch, the first claims it and the
+    others are its duplicates.
     """
     encoded: list[tuple[Task, str]] = []
     for index, task in enumerate(tasks):
@@ -94,9 +169,26 @@ def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -
     statements = _queries.queries(schema)
     reserved = yield Statement(statements["job_reserve_ids"], {"count": len(encoded)})
     now, ids = reserved[0]
+    # The first task of each unique key claims it for its reserved id.
+    first_of: dict[str, int] = {}
+    for index, (task, _) in enumerate(encoded):
+        if task.unique_key is not None:
+            first_of.setdefault(task.unique_key, index)
+    holders: dict[str, int] = {}
+    if first_of:
+        holders = yield from _claim_keys(
+            statements, {key: (ids[i], encoded[i][0].unique_for) for key, i in first_of.items()}
+        )
+    results = []
     rows = []
     due_queues: set[str] = set()
-    for job_id, (task, payload) in zip(ids, encoded, strict=True):
+    for index, (job_id, (task, payload)) in enumerate(zip(ids, encoded, strict=True)):
+        if task.unique_key is not None:
+            holder = holders[task.unique_key]
+            if holder != job_id or first_of[task.unique_key] != index:
+                results.append(EnqueueResult(int(holder), True))
+                continue
+        results.append(EnqueueResult(int(job_id), False))
         run_at = task.run_at or (now + timedelta(seconds=task.delay) if task.delay else now)
         state = "available" if run_at <= now else "scheduled"
         if state == "available":
@@ -114,10 +206,45 @@ def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -
                 state,
             )
         )
-    yield Copy(statements["job_copy"], rows)
+    if rows:
+        yield Copy(statements["job_copy"], rows)
     if due_queues:
         yield Statement(statements["queue_wake"], {"queues": sorted(due_queues)})
-    return [int(job_id) for job_id in ids]
+    return results
+
+
+def _claim_keys(
+    statements: dict[str, bytes], claims: dict[str, tuple[int, float | None]]
+) -> Op[dict[str, int]]:
+    """Claim each key for its id (as unique_insert_op, for many keys at once); return
+    each key's holder, which is the id given when the key was claimed."""
+    holders: dict[str, int] = {}
+    pending = claims
+    for _ in range(_MAX_CLAIMS):
+        keys = sorted(pending)
+        rows = yield Statement(
+            statements["unique_key_claim_many"],
+            {
+                "keys": keys,
+                "ids": [pending[key][0] for key in keys],
+                "unique_for": [pending[key][1] for key in keys],
+            },
+        )
+        finished: dict[str, int] = {}
+        for key, holder, until_finished, unfinished in rows:
+            holders[key] = int(holder)
+            if holder != pending[key][0] and until_finished and not unfinished:
+                finished[key] = int(holder)
+        if not finished:
+            return holders
+        freed = yield Statement(
+            statements["unique_key_release_finished"],
+            {"keys": list(finished), "holders": list(finished.values())},
+        )
+        pending = {row[0]: claims[row[0]] for row in freed}
+        if not pending:
+            return holders
+    raise RuntimeError("could not claim unique keys")  # pragma: no cover
 
 
 def psycopg_connection(conn: Any) -> Any:
@@ -161,7 +288,8 @@ def enqueue(
     schema: str = _queries.DEFAULT_SCHEMA,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> int:
-    """Add *task* to the queue within *conn*'s current transaction; return the job id."""
+    """Add *task* to the queue within *conn*'s current transaction; return the job id (for
+    a unique task whose key is held, the id of the job holding it)."""
     return run(psycopg_connection(conn), insert_op(task, schema, max_payload_bytes))
 
 
@@ -172,7 +300,8 @@ def enqueue_many(
     schema: str = _queries.DEFAULT_SCHEMA,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> list[int]:
-    """Add all *tasks* in one statement within *conn*'s transaction; ids in input order."""
+    """Add all *tasks* within *conn*'s transaction; ids in input order (for a unique task
+    whose key is held, the id of the job holding it)."""
     return run(psycopg_connection(conn), insert_many_op(tasks, schema, max_payload_bytes))
 
 
@@ -185,6 +314,33 @@ async def enqueue_async(
 ) -> int:
     """Async :func:`enqueue`, for a psycopg ``AsyncConnection``."""
     return await run_async(conn, insert_op(task, schema, max_payload_bytes))
+
+
+def enqueue_unique(
+    conn: Any,
+    task: Task,
+    *,
+    schema: str = _queries.DEFAULT_SCHEMA,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> EnqueueResult:
+    """Enqueue a task that has a ``unique_key`` within *conn*'s transaction; return the job
+    id and whether it was a duplicate (then the id is that of the job holding the key).
+
+    A second enqueuer of the same key waits until the first one's transaction ends, then
+    sees its job (a duplicate) or, if it rolled back, claims the key itself.
+    """
+    return run(psycopg_connection(conn), unique_insert_op(task, schema, max_payload_bytes))
+
+
+async def enqueue_unique_async(
+    conn: psycopg.AsyncConnection[Any],
+    task: Task,
+    *,
+    schema: str = _queries.DEFAULT_SCHEMA,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> EnqueueResult:
+    """Async :func:`enqueue_unique`, for a psycopg ``AsyncConnection``."""
+    return await run_async(conn, unique_insert_op(task, schema, max_payload_bytes))
 
 
 async def enqueue_many_async(

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_MAX_RETRY",
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
+    "MAX_UNIQUE_KEY_LENGTH",
     "Task",
     "encode_payload",
 ]
@@ -42,6 +43,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_SECONDS = 100 * 365.25 * 24 * 3600
 #: ``attempt`` (an integer column) counts up to ``max_retry + 1``, so it must fit too.
 MAX_MAX_RETRY = 2**31 - 2
+#: Longest unique key, in characters; the database enforces the same bound (a key of
+#: 4-byte characters still fits a btree index entry).
+MAX_UNIQUE_KEY_LENGTH = 512
 _PRIORITY_RANGE = (-32768, 32767)  # smallint
 # An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -64,15 +68,13 @@ def _seconds(value: float | timedelta, name: str) -> float:
     return seconds
 
 
-def _check_name(value: object, what: str) -> str:
+def _check_name(value: object, what: str, limit: int = MAX_NAME_LENGTH) -> str:
     if not isinstance(value, str):
         raise InvalidTaskError(f"{what} must be a string, not {type(value).__name__}")
     if not value.strip():
         raise InvalidTaskError(f"{what} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidTaskError(
-            f"{what} is {len(value)} characters long, over the limit of {MAX_NAME_LENGTH}"
-        )
+    if len(value) > limit:
+        raise InvalidTaskError(f"{what} is {len(value)} characters long, over the limit of {limit}")
     if "\x00" in value:
         raise InvalidTaskError(f"{what} must not contain NUL characters")
     try:
@@ -96,8 +98,16 @@ class Task:
     :param run_at: an aware datetime before which the job does not run.
     :param delay: seconds (or a timedelta) from now before the job runs; not with *run_at*;
         0 to :data:`MAX_SECONDS`.
+    :param unique_key: makes the job unique: while the key is held (see *unique_for*),
+        enqueueing another job with the same key adds nothing and returns the id of the
+        job holding it. 1 to :data:`MAX_UNIQUE_KEY_LENGTH` characters; one namespace per
+        schema, across kinds and queues (include the kind in the key if it matters).
+    :param unique_for: seconds (or a timedelta) from the enqueue during which the key is
+        held, whatever becomes of the job; more than 0 and at most :data:`MAX_SECONDS`.
+        ``None`` (the default) holds the key until the job completes, fails or is
+        cancelled. Only with *unique_key*.
 
-    Times are normalised: ``timeout`` and ``delay`` become float seconds.
+    Times are normalised: ``timeout``, ``delay`` and ``unique_for`` become float seconds.
     """
 
     kind: str
@@ -108,6 +118,8 @@ class Task:
     priority: int = 0
     run_at: datetime | None = None
     delay: float | None = None
+    unique_key: str | None = None
+    unique_for: float | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.kind, "kind")
@@ -142,6 +154,17 @@ class Task:
             if not delay >= 0:
                 raise InvalidTaskError(f"delay must be 0 seconds or more, not {self.delay!r}")
             object.__setattr__(self, "delay", delay)
+        if self.unique_key is not None:
+            _check_name(self.unique_key, "unique_key", MAX_UNIQUE_KEY_LENGTH)
+        if self.unique_for is not None:
+            if self.unique_key is None:
+                raise InvalidTaskError("unique_for needs a unique_key")
+            unique_for = _seconds(self.unique_for, "unique_for")
+            if not unique_for > 0:
+                raise InvalidTaskError(
+                    f"unique_for must be more than 0 seconds, not {self.unique_for!r}"
+                )
+            object.__setattr__(self, "unique_for", unique_for)
 
 
 def _from_row(
@@ -158,6 +181,8 @@ def _from_row(
         ("priority", priority),
         ("run_at", None),
         ("delay", None),
+        ("unique_key", None),
+        ("unique_for", None),
     ):
         object.__setattr__(task, name, value)
     return task

@@ -23,6 +23,10 @@ EXPECTED_PUBLIC = {
     "enqueue_many",
     "enqueue_async",
     "enqueue_many_async",
+    # unique jobs (issue 6)
+    "enqueue_unique",
+    "enqueue_unique_async",
+    "EnqueueResult",
     "Client",
     "AsyncClient",
     "Enqueuer",
