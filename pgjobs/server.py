@@ -107,9 +107,13 @@ class Server:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully: no new claims, running jobs get *timeout* seconds (default
         ``shutdown_timeout``) to finish, the rest are cancelled and returned to their queue."""
-        worker, self._worker = self._worker, None
+        # Keep the worker reachable while it stops: a second signal aborts the wait.
+        worker = self._worker
         if worker is not None:
-            await worker.stop(timeout)
+            try:
+                await worker.stop(timeout)
+            finally:
+                self._worker = None
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -180,6 +180,8 @@ def finish(
             "states": [state],
             "delays": [0.0],
             "errors": [None if state == "completed" else "boom"],
+            "results": [None],
+            "refunds": [False],
             "delete_completed": delete_completed,
             "worker_id": worker_id,
         },
@@ -366,12 +368,6 @@ def test_sigterm_returns_a_job_that_outlasts_the_shutdown_timeout(
     assert "returned 1 unfinished jobs to their queues" in worker.log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgjobs/server.py: Server.stop() sets self._worker = None before awaiting the "
-    "worker's stop, so serve()'s second-signal branch (`elif self._worker is not None`) never "
-    "calls abort(); the second SIGINT is ignored",
-)
 @pytest.mark.parametrize("kind", ["hold", "stubborn_sync"])
 def test_second_sigint_stops_at_once(
     workers: Workers, probe: Probe, dsn: str, tmp_path: Path, kind: str
