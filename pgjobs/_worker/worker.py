@@ -59,6 +59,7 @@ from ..middleware import ErrorHook, Middleware
 from ..registry import Registration, Registry
 from ..task import Task, _from_row
 from .completer import Completer
+from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
 from .listener import Listener
 from .outcome import Outcome, decide, describe_error
 from .retry import DB_ERRORS, reconnect_delay
@@ -476,21 +477,14 @@ class Worker:
 
     def _with_middleware(self, func: Any, ctx: Context, task: Task) -> Any:
         """Call a sync handler inside every middleware (in its thread, outermost first)."""
-        with contextlib.ExitStack() as stack:
-            for middleware in self._middleware:
-                stack.enter_context(middleware(ctx, task))
-            return func(ctx, task)
+        return call_handler(func, ctx, task, self._middleware)
 
     async def _run_async(self, run: Running, registration: Registration) -> None:
         result = None  # stays None if a middleware swallows the handler's exception
         try:
-            if self._middleware:
-                with contextlib.ExitStack() as stack:
-                    for middleware in self._middleware:
-                        stack.enter_context(middleware(run.ctx, run.task))
-                    result = await registration.func(run.ctx, run.task)
-            else:
-                result = await registration.func(run.ctx, run.task)
+            result = await call_handler_async(
+                registration.func, run.ctx, run.task, self._middleware
+            )
         except asyncio.CancelledError:
             if run.ctx.reason is None:
                 raise  # not a cancellation of ours
@@ -581,11 +575,7 @@ class Worker:
                 summary,
                 extra={**extra, "retry_in": outcome.delay},
             )
-        for hook in self._error_hooks:
-            try:
-                hook(run.ctx, run.task, error)
-            except Exception:
-                log.exception("error hook %r failed", hook)
+        call_error_hooks(self._error_hooks, run.ctx, run.task, error)
 
     def _settle(self, run: Running, outcome: Outcome) -> None:
         if run.settled:
@@ -614,7 +604,7 @@ class Worker:
         if run.settled:
             return
         run.ctx._cancel("timeout")
-        self._conclude(run, error=TimeoutError(f"timed out after {run.timeout:g}s"))
+        self._conclude(run, error=timeout_error(run.timeout))
         if run.aio_task is not None:
             run.aio_task.cancel()
         else:
