@@ -17,7 +17,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
-from .outcome import Outcome
+from .outcome import Outcome, finish_params
 from .retry import DB_ERRORS, reconnect_delay
 
 __all__ = ["Completer"]
@@ -88,17 +88,9 @@ class Completer:
                 await asyncio.sleep(delay)
 
     async def _flush(self, conn: Any, batch: list[Outcome]) -> None:
-        params = {
-            "ids": [o.job_id for o in batch],
-            "attempts": [o.attempt for o in batch],
-            "states": [o.state for o in batch],
-            "delays": [o.delay for o in batch],
-            "errors": [o.error for o in batch],
-            "results": [o.result for o in batch],
-            "refunds": [o.refund for o in batch],
-            "delete_completed": not self._retain_completed,
-            "worker_id": self._worker_id,
-        }
+        params = finish_params(
+            batch, worker_id=self._worker_id, retain_completed=self._retain_completed
+        )
         cursor = await conn.execute(self._query, params)
         recorded = {row[0] for row in await cursor.fetchall()}
         self.written += len(recorded)

@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..backoff import Backoff, default_backoff
 from ..errors import Cancel, SkipRetry, Snooze
 
-__all__ = ["MAX_ERROR_CHARS", "Outcome", "decide", "describe_error", "encode_result"]
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "Outcome",
+    "decide",
+    "describe_error",
+    "encode_result",
+    "finish_params",
+]
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -100,3 +108,20 @@ def decide(
         log.exception("job %d: its backoff function failed; using the default", job_id)
         delay = default_backoff(attempt, error)
     return Outcome(job_id, attempt, "scheduled", delay=delay, error=text)
+
+
+def finish_params(
+    outcomes: Sequence[Outcome], *, worker_id: str, retain_completed: bool
+) -> dict[str, Any]:
+    """The parameters of ``job_finish_many`` (pgjobs/sql/jobs.sql) for *outcomes*."""
+    return {
+        "ids": [o.job_id for o in outcomes],
+        "attempts": [o.attempt for o in outcomes],
+        "states": [o.state for o in outcomes],
+        "delays": [o.delay for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "results": [o.result for o in outcomes],
+        "refunds": [o.refund for o in outcomes],
+        "delete_completed": not retain_completed,
+        "worker_id": worker_id,
+    }

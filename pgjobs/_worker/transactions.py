@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from .. import _queries
 from ..errors import JobLostError
-from .outcome import encode_result
+from .outcome import Outcome, encode_result, finish_params
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -48,17 +48,12 @@ class JobTransactions:
         self._async_pool: AsyncConnectionPool[Any] | None = None
 
     def _params(self, ctx: Context) -> dict[str, Any]:
-        return {
-            "ids": [ctx.job_id],
-            "attempts": [ctx.attempt],
-            "states": ["completed"],
-            "delays": [0.0],
-            "errors": [None],
-            "results": [encode_result(ctx.job_id, ctx.result)],
-            "refunds": [False],
-            "delete_completed": not self._retain_completed,
-            "worker_id": self._worker_id,
-        }
+        completed = Outcome(
+            ctx.job_id, ctx.attempt, "completed", result=encode_result(ctx.job_id, ctx.result)
+        )
+        return finish_params(
+            [completed], worker_id=self._worker_id, retain_completed=self._retain_completed
+        )
 
     def _lost(self, ctx: Context) -> JobLostError:
         return JobLostError(
@@ -73,11 +68,8 @@ class JobTransactions:
                 self._sync_pool = ConnectionPool(
                     self._dsn, min_size=1, max_size=self._size, open=True, name="pgjobs-handlers"
                 )
-        with self._sync_pool.connection() as conn, conn.transaction():
+        with self._sync_pool.connection() as conn, self.completing(conn, ctx):
             yield conn
-            if not conn.execute(self._finish, self._params(ctx)).fetchall():
-                raise self._lost(ctx)
-        ctx._committed = True
 
     @asynccontextmanager
     async def asynchronous(self, ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -86,7 +78,27 @@ class JobTransactions:
                 self._dsn, min_size=1, max_size=self._size, open=False, name="pgjobs-handlers"
             )
             await self._async_pool.open()
-        async with self._async_pool.connection() as conn, conn.transaction():
+        async with self._async_pool.connection() as conn, self.acompleting(conn, ctx):
+            yield conn
+
+    @contextmanager
+    def completing(
+        self, conn: psycopg.Connection[Any], ctx: Context
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction on *conn* (a savepoint if it is in one already) that marks the
+        job completed when the block ends without an exception."""
+        with conn.transaction():
+            yield conn
+            if not conn.execute(self._finish, self._params(ctx)).fetchall():
+                raise self._lost(ctx)
+        ctx._committed = True
+
+    @asynccontextmanager
+    async def acompleting(
+        self, conn: psycopg.AsyncConnection[Any], ctx: Context
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """:meth:`completing` on an async connection."""
+        async with conn.transaction():
             yield conn
             cursor = await conn.execute(self._finish, self._params(ctx))
             if not await cursor.fetchall():
