@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 from ._queries import DEFAULT_SCHEMA, check_schema_name
 from .backoff import Backoff, default_backoff
@@ -22,6 +23,10 @@ __all__ = ["Config", "parse_queues"]
 
 def _default_queues() -> dict[str, int]:
     return {DEFAULT_QUEUE: 1}
+
+
+#: How long failed and cancelled jobs are kept by default: a week to look into them.
+DEFAULT_FAILED_RETENTION = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,24 @@ class Config:
     :param heartbeat_interval: seconds between heartbeats (worker row, long jobs' leases).
     :param rescue_interval: seconds between passes that rescue expired leases.
     :param claim_batch: most jobs claimed in one statement (also bounded by free slots).
-    :param retain_completed: keep completed jobs as rows (``True``) or delete them at once.
+    :param retain_completed: legacy switch: ``True`` keeps completed jobs (forever, unless
+        *completed_retention* says how long). After construction it reads ``True``
+        whenever completed jobs are kept.
+    :param completed_retention: seconds (or a timedelta) completed jobs are kept, with
+        their result; ``0`` (the default) deletes them as they complete, ``None`` keeps
+        them forever.
+    :param failed_retention: seconds failed jobs are kept (default 7 days); ``None``: forever.
+    :param cancelled_retention: seconds cancelled jobs are kept (default 7 days); ``None``:
+        forever.
+    :param leader_interval: seconds between leader elections. One worker per schema is the
+        leader and runs periodic jobs and the pruner; it renews its term every interval
+        and loses it after three intervals without renewal.
+    :param prune_interval: seconds between the leader's pruning passes, which delete jobs
+        past their retention, expired unique keys and day-old throughput counters.
     :param backoff: default retry delay for kinds registered without their own.
+
+    The retention settings, and the periodic schedules, of the worker that is leader
+    are the ones that apply: give every worker the same.
     """
 
     dsn: str | None = None
@@ -65,12 +86,24 @@ class Config:
     rescue_interval: float = 15.0
     claim_batch: int = 500
     retain_completed: bool = False
+    completed_retention: float | timedelta | None = 0.0
+    failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
+    cancelled_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
+    leader_interval: float = 5.0
+    prune_interval: float = 60.0
     backoff: Backoff = default_backoff
 
     def __post_init__(self) -> None:
         _positive_int(self.concurrency, "concurrency")
         _positive_int(self.claim_batch, "claim_batch")
-        for name in ("poll_interval", "lease", "heartbeat_interval", "rescue_interval"):
+        for name in (
+            "poll_interval",
+            "lease",
+            "heartbeat_interval",
+            "rescue_interval",
+            "leader_interval",
+            "prune_interval",
+        ):
             _positive_number(getattr(self, name), name)
         for name in ("shutdown_timeout", "lease_grace"):
             _positive_number(getattr(self, name), name, allow_zero=True)
@@ -83,6 +116,21 @@ class Config:
         object.__setattr__(self, "queues", _check_queues(self.queues))
         if not callable(self.backoff):
             raise ConfigurationError("backoff must be callable as backoff(attempt, error)")
+        for name in ("completed_retention", "failed_retention", "cancelled_retention"):
+            object.__setattr__(self, name, _retention(getattr(self, name), name))
+        if not isinstance(self.retain_completed, bool):
+            raise ConfigurationError(
+                f"retain_completed must be True or False, not {self.retain_completed!r}"
+            )
+        if self.retain_completed and self.completed_retention == 0:
+            object.__setattr__(self, "completed_retention", None)
+        object.__setattr__(self, "retain_completed", self.completed_retention != 0)
+
+    def retention(self, state: Literal["completed", "failed", "cancelled"]) -> float | None:
+        """Seconds jobs finished in *state* are kept (``None``: forever)."""
+        value = getattr(self, f"{state}_retention")
+        assert value is None or isinstance(value, float)
+        return value
 
 
 def _positive_int(value: Any, name: str) -> None:
@@ -100,6 +148,15 @@ def _positive_number(value: Any, name: str, *, allow_zero: bool = False) -> None
     if not ok:
         bound = "0 or more" if allow_zero else "more than 0"
         raise ConfigurationError(f"{name} must be a number of seconds, {bound}, not {value!r}")
+
+
+def _retention(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    _positive_number(value, name, allow_zero=True)
+    return float(value)
 
 
 def _check_queues(queues: Mapping[str, int]) -> dict[str, int]:

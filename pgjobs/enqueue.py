@@ -39,8 +39,8 @@ __all__ = [
     "psycopg_connection",
 ]
 
-#: Claims of one unique key, in one enqueue, before giving up (only a key whose holder
-#: finished is claimed again, and the second claim cannot lose: see unique_insert_op).
+#: Claims of one unique key in one enqueue: a key whose holder looked finished is
+#: released and claimed again, which settles it (see unique_insert_op).
 _MAX_CLAIMS = 3
 
 
@@ -109,6 +109,9 @@ def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[Enqu
     released by a second statement (a newer snapshot, after the first locked the key
     row: see pgjobs/sql/unique.sql) if that job really finished, and claimed again: the
     key row is then deleted by this transaction, so no other enqueuer can claim it first.
+    If the release finds the job unfinished after all (or, on an autocommit connection,
+    the key already taken by another enqueuer), the key is claimed once more, with a
+    snapshot that sees its holder.
     """
     if not isinstance(task, Task):
         raise InvalidTaskError(f"expected a pgjobs.Task, got {type(task).__name__}")
@@ -117,20 +120,18 @@ def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[Enqu
     statements = _queries.queries(schema)
     params = _params(task, max_payload_bytes)
     params.update(unique_key=task.unique_key, unique_for=task.unique_for)
-    for _ in range(_MAX_CLAIMS):
+    for attempt in range(_MAX_CLAIMS):
         rows = yield Statement(statements["job_insert_unique"], params)
         holder, inserted, until_finished, unfinished, _ = rows[0]
         if inserted:
             return EnqueueResult(int(holder), False)
-        if not until_finished or unfinished:
+        if not until_finished or unfinished or attempt == _MAX_CLAIMS - 1:
             return EnqueueResult(int(holder), True)
-        freed = yield Statement(
+        yield Statement(
             statements["unique_key_release_finished"],
             {"keys": [task.unique_key], "holders": [holder]},
         )
-        if not freed:
-            return EnqueueResult(int(holder), True)
-    raise RuntimeError(f"could not claim unique key {task.unique_key!r}")  # pragma: no cover
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def insert_many_op(tasks: Iterable[Task], schema: str, max_payload_bytes: int) -> Op[list[int]]:
@@ -220,7 +221,7 @@ def _claim_keys(
     each key's holder, which is the id given when the key was claimed."""
     holders: dict[str, int] = {}
     pending = claims
-    for _ in range(_MAX_CLAIMS):
+    for attempt in range(_MAX_CLAIMS):
         keys = sorted(pending)
         rows = yield Statement(
             statements["unique_key_claim_many"],
@@ -235,16 +236,14 @@ def _claim_keys(
             holders[key] = int(holder)
             if holder != pending[key][0] and until_finished and not unfinished:
                 finished[key] = int(holder)
-        if not finished:
-            return holders
-        freed = yield Statement(
+        if not finished or attempt == _MAX_CLAIMS - 1:
+            break
+        yield Statement(
             statements["unique_key_release_finished"],
             {"keys": list(finished), "holders": list(finished.values())},
         )
-        pending = {row[0]: claims[row[0]] for row in freed}
-        if not pending:
-            return holders
-    raise RuntimeError("could not claim unique keys")  # pragma: no cover
+        pending = {key: claims[key] for key in finished}
+    return holders
 
 
 def psycopg_connection(conn: Any) -> Any:

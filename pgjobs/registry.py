@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from .backoff import Backoff
 from .context import Context
 from .errors import ConfigurationError, DuplicateHandlerError, HandlerNotFoundError
+from .periodic import Periodic
 from .task import Task, _check_name
 
 __all__ = ["Handler", "HandlerFunc", "HandlerObject", "Registration", "Registry"]
@@ -63,10 +64,14 @@ def _is_async(func: Callable[..., Any]) -> bool:
 
 
 class Registry:
-    """Handlers by kind. ``register_handler`` refuses a second handler for a kind."""
+    """Handlers by kind. ``register_handler`` refuses a second handler for a kind.
+
+    It also holds the periodic jobs (by name), which the worker's leader enqueues.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[str, Registration] = {}
+        self._periodic: dict[str, Periodic] = {}
 
     def register_handler(
         self, kind: str, handler: Handler, *, backoff: Backoff | None = None
@@ -102,6 +107,22 @@ class Registry:
                 f"no handler registered for kind {kind!r} on this worker"
                 f" (registered: {', '.join(sorted(self._handlers)) or 'none'})"
             ) from None
+
+    def add_periodic(self, periodic: Periodic) -> Periodic:
+        """Add a periodic job; raise ConfigurationError if its name is taken."""
+        if not isinstance(periodic, Periodic):
+            raise ConfigurationError(f"expected a Periodic, got {type(periodic).__name__}")
+        if periodic.name in self._periodic:
+            raise ConfigurationError(
+                f"a periodic job named {periodic.name!r} is already registered: "
+                "give the second one another name="
+            )
+        self._periodic[periodic.name] = periodic
+        return periodic
+
+    def periodic(self) -> list[Periodic]:
+        """The periodic jobs, in the order they were added."""
+        return list(self._periodic.values())
 
     def find(self, kind: str) -> Registration | None:
         return self._handlers.get(kind)

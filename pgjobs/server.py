@@ -9,6 +9,11 @@
 
     server.run()    # blocks; SIGINT/SIGTERM stop it gracefully, a second SIGINT at once
 
+Periodic jobs are registered the same way, on every worker; the workers elect a leader
+that enqueues each tick once (see :mod:`pgjobs.periodic`)::
+
+    server.periodic("*/5 * * * *", pgjobs.Task("sync_rates"))
+
 For embedding in an application that has its own event loop::
 
     await server.start()
@@ -22,15 +27,19 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from datetime import timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Self
 
 from ._worker import Worker
 from .backoff import Backoff
 from .config import Config
+from .cron import parse_schedule
 from .errors import ConfigurationError
 from .middleware import ErrorHook, Middleware, as_middleware
+from .periodic import CatchUp, Periodic
 from .registry import Handler, HandlerFunc, Registration, Registry
+from .task import Task
 
 __all__ = ["Server"]
 
@@ -70,6 +79,38 @@ class Server:
     def get_handler(self, kind: str) -> Registration:
         """The registration for *kind*; raises HandlerNotFoundError if there is none."""
         return self.registry.get_handler(kind)
+
+    def periodic(
+        self,
+        schedule: str | timedelta | float,
+        task: Task,
+        *,
+        name: str | None = None,
+        tz: str | tzinfo = "UTC",
+        catch_up: CatchUp = "skip",
+    ) -> Periodic:
+        """Enqueue *task* at every tick of *schedule*, once per tick across all workers.
+
+        :param schedule: a cron expression (``"*/5 * * * *"``, ``"@daily"``; see
+            :mod:`pgjobs.cron`), or an interval as a ``timedelta`` or seconds (ticks at
+            whole multiples of it since the Unix epoch).
+        :param task: the job to enqueue each time; its ``run_at`` becomes the tick.
+        :param name: names the schedule (in each tick's unique key and in logs); default
+            the task's kind. Two schedules need two names.
+        :param tz: the time zone a cron expression is read in (IANA name); default UTC.
+        :param catch_up: ``"skip"`` (default) or ``"last"``: whether a starting leader
+            runs the most recent tick missed while no worker ran.
+
+        Register the same periodic jobs on every worker, before it starts: the leader's
+        are the ones that run. Raises ConfigurationError for a bad schedule or name.
+        """
+        periodic = Periodic(
+            getattr(task, "kind", "") if name is None else name,
+            parse_schedule(schedule, tz),
+            task,
+            catch_up,
+        )
+        return self.registry.add_periodic(periodic)
 
     def use(self, middleware: Callable[..., Any]) -> Callable[..., Any]:
         """Run *middleware* around every handler (see :mod:`pgjobs.middleware`); usable

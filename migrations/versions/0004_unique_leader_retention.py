@@ -66,11 +66,14 @@ CREATE TABLE {schema}.leader (
     name       text PRIMARY KEY,
     worker_id  uuid NOT NULL,
     elected_at timestamptz NOT NULL DEFAULT now(),
+    renewed_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
 
 COMMENT ON TABLE {schema}.leader IS
     'pgjobs: the worker that runs periodic jobs and pruning, while expires_at is ahead';
+COMMENT ON COLUMN {schema}.leader.renewed_at IS
+    'the leader''s last renewal, or its resignation: a successor takes over from there';
 
 -- ----------------------------------------------------------------------------------
 -- Pruning

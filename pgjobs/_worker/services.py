@@ -11,6 +11,9 @@ re-check each row's state as they change it.
   when their time comes, and wakes the workers of their queues.
 * :class:`Rescuer` returns jobs whose lease expired (their worker died) to their queue,
   and forgets workers that stopped heartbeating.
+
+The leader alone also runs the periodic scheduler and the pruner (``scheduler.py``,
+``pruner.py``), of the same shape, started and stopped by the elector (``leader.py``).
 """
 
 from __future__ import annotations
@@ -134,5 +137,4 @@ class Rescuer(Service):
             if len(rows) < BATCH:
                 break
         await conn.execute(self.queries["worker_prune_stale"], {"stale_after": self.stale_after})
-        await conn.execute(self.queries["stats_prune"])
         return rescued

@@ -60,6 +60,7 @@ from ..registry import Registration, Registry
 from ..task import Task, _from_row
 from .completer import Completer
 from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
+from .leader import Elector, leader_services
 from .listener import Listener
 from .outcome import Outcome, decide, describe_error
 from .retry import DB_ERRORS, reconnect_delay
@@ -222,6 +223,16 @@ class Worker:
         )
         for service in services:
             self._spawn(run_periodically(service, self._pool), service.name)
+        # --- leadership (leader.py): one worker runs periodic jobs and pruning -------------
+        self._elector = Elector(
+            self._pool,
+            config.schema,
+            self.id,
+            config.leader_interval,
+            lambda handover: leader_services(config, self.registry.periodic(), handover),
+        )
+        self._spawn(self._elector.run(), "leader elector")
+        # --- end of leadership ------------------------------------------------------------
         if self._listener is not None:
             # Return once wakeups work, so callers can rely on them; on failure the
             # worker still polls, and the listener keeps trying in the background.
@@ -286,6 +297,9 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
+        # --- leadership: hand it over now, not when the term runs out (leader.py) ---------
+        await self._elector.resign()
+        # --- end of leadership ------------------------------------------------------------
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         claim_loop = self._tasks[0]
         self._wake.set()

@@ -1,0 +1,73 @@
+-- The pruner (pgjobs/_worker/pruner.py, run by the leader only; with stats_prune in
+-- stats.sql): deletes what is no longer needed, a batch of at most %(limit)s rows per
+-- statement, so that no statement holds many row locks or runs long, and each commits
+-- on its own.
+--
+-- Each batch picks its rows FOR UPDATE SKIP LOCKED (rows another transaction is
+-- changing are left for the next pass) and deletes them by primary key: the picking
+-- re-checks its conditions on the newest version of each row it locks, and a locked row
+-- cannot change before the delete, so a job retried meanwhile is never deleted. As in
+-- job_claim, the delete takes an id list rather than a join, whatever the planner's
+-- stale estimates of the queue table say.
+
+-- name: job_prune_finished
+-- Jobs that finished in one state (completed, failed or cancelled) longer than
+-- retention seconds ago, oldest first, along jobs_finished_idx.
+with doomed as (
+    select j.id
+    from {schema}.jobs j
+    where j.state = %(state)s::{schema}.job_state
+      and j.finished_at < now() - make_interval(secs => %(retention)s::float8)
+    order by j.finished_at
+    limit %(limit)s
+    for update skip locked
+),
+gone as (
+    delete from {schema}.jobs j
+    where j.id = any (array(select doomed.id from doomed))
+    returning 1
+)
+select count(*) from gone;
+
+-- name: unique_key_prune_expired
+-- Keys whose window has passed. An enqueue taking one over meanwhile has moved its
+-- expires_at forward: the lock re-checks the condition on that version and skips it.
+with doomed as (
+    select k.key
+    from {schema}.unique_keys k
+    where k.expires_at < now()
+    order by k.expires_at
+    limit %(limit)s
+    for update skip locked
+),
+gone as (
+    delete from {schema}.unique_keys k
+    where k.key = any (array(select doomed.key from doomed))
+    returning 1
+)
+select count(*) from gone;
+
+-- name: unique_key_lock_held
+-- Keys held until their job finishes, step 1 of 2, in a transaction: lock the next
+-- slice of them, walking the table in key order from where the last pass stopped.
+select k.key, k.job_id
+from {schema}.unique_keys k
+where k.expires_at is null and k.key > %(after)s
+order by k.key
+limit %(limit)s
+for update skip locked;
+
+-- name: unique_key_prune_finished
+-- Step 2 of 2: delete those of the locked keys whose job finished or is gone. A new
+-- statement, so a new snapshot, taken after the locks: a job committed with a key that
+-- an enqueue took over before step 1 is visible here (see pgjobs/sql/unique.sql).
+with gone as (
+    delete from {schema}.unique_keys k
+    using unnest(%(keys)s::text[], %(holders)s::int8[]) as r(key, job_id)
+    where k.key = r.key and k.job_id = r.job_id and k.expires_at is null
+      and not exists (select from {schema}.jobs j
+                      where j.id = r.job_id
+                        and j.state in ('scheduled', 'available', 'running'))
+    returning 1
+)
+select count(*) from gone;
