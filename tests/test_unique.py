@@ -314,16 +314,26 @@ def test_clients_enqueue_unique(dsn, db) -> None:
 # --- races between connections -----------------------------------------------------------
 
 
-def race(dsn: str, count: int, enqueue: Callable[[psycopg.Connection[Any]], Any]) -> list[Any]:
-    """Run *enqueue* on *count* connections at once, each in its own transaction."""
+def race(
+    dsn: str,
+    count: int,
+    enqueue: Callable[[psycopg.Connection[Any]], Any],
+    *,
+    autocommit: bool = False,
+) -> list[Any]:
+    """Run *enqueue* on *count* connections at once, each in its own transaction (or
+    with each statement committing on its own)."""
     barrier = threading.Barrier(count)
     results: list[Any] = [None] * count
     errors: list[BaseException] = []
 
     def one(index: int) -> None:
         try:
-            with psycopg.connect(dsn) as conn:
+            with psycopg.connect(dsn, autocommit=autocommit) as conn:
                 barrier.wait(timeout=30)
+                if autocommit:
+                    results[index] = enqueue(conn)
+                    return
                 with conn.transaction():
                     results[index] = enqueue(conn)
         except BaseException as exc:
@@ -423,8 +433,11 @@ def test_enqueuers_waiting_on_an_uncommitted_key(dsn, db, outcome) -> None:
         assert [row[0] for row in jobs(db)] == [results[0].id]
 
 
+@pytest.mark.parametrize("autocommit", [False, True])
 @pytest.mark.parametrize("gone", ["completed", "deleted"])
-def test_enqueuers_racing_for_a_finished_holders_key_create_one_job(dsn, db, gone) -> None:
+def test_enqueuers_racing_for_a_finished_holders_key_create_one_job(
+    dsn, db, gone, autocommit
+) -> None:
     """Every racer sees the holder finished and tries to take the key over: the first
     releases and claims it; the others wait on it, and must then see the new job
     although their statements' snapshots predate its commit."""
@@ -436,7 +449,9 @@ def test_enqueuers_racing_for_a_finished_holders_key_create_one_job(dsn, db, gon
             db.execute("delete from pgjobs.jobs where id = %s", (holder.id,))
         else:
             finish(db, holder.id)
-        results = race(dsn, 10, lambda conn: pgjobs.enqueue_unique(conn, task))
+        results = race(
+            dsn, 10, lambda conn: pgjobs.enqueue_unique(conn, task), autocommit=autocommit
+        )
         assert sorted(r.duplicate for r in results) == [False] + [True] * 9
         assert len({r.id for r in results}) == 1
         assert results[0].id != holder.id
