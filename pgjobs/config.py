@@ -21,8 +21,12 @@ from .task import DEFAULT_QUEUE, MAX_NAME_LENGTH
 __all__ = ["Config", "parse_queues"]
 
 
+#: The queues of ``Config()``: asynq's classic example, and the one pgjobs documents.
+DEFAULT_QUEUES = {"critical": 6, DEFAULT_QUEUE: 3, "low": 1}
+
+
 def _default_queues() -> dict[str, int]:
-    return {DEFAULT_QUEUE: 1}
+    return dict(DEFAULT_QUEUES)
 
 
 #: How long failed and cancelled jobs are kept by default: a week to look into them.

@@ -544,7 +544,7 @@ def test_config_rejects_bad_values(field: str, value: Any) -> None:
 def test_config_defaults_and_queue_parsing() -> None:
     config = pgjobs.Config()
     assert config.concurrency == 10
-    assert config.queues == {"default": 1}
+    assert config.queues == {"critical": 6, "default": 3, "low": 1}
     assert config.strict_priority is False
     assert config.shutdown_timeout == 10.0
     assert dataclasses.replace(config, concurrency=3).concurrency == 3

@@ -77,12 +77,6 @@ def test_import_error_inside_the_app_is_shown_as_is() -> None:
     assert "pgjobs: error" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgjobs/cli/worker_cmd.py load_server: `module_name.startswith(exc.name)` is a "
-    "string prefix test, so a missing 'tests.apps.broke' imported by the app "
-    "'tests.apps.brokenapp' is reported as the app path being wrong",
-)
 def test_import_error_of_a_module_named_like_a_prefix_of_the_app() -> None:
     result = run_worker("tests.apps.brokenapp:server", "--dsn", UNUSED_DSN)
     assert result.returncode == 1, result.stderr

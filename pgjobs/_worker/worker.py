@@ -176,6 +176,10 @@ class Worker:
             open=False,
             name="pgjobs-worker",
         )
+        # One direct connection first: an unreachable or misconfigured database fails at
+        # once with libpq's own message, not a pool timeout 30 s later.
+        probe = await psycopg.AsyncConnection.connect(dsn, connect_timeout=10)
+        await probe.close()
         await self._pool.open(wait=True, timeout=30.0)
         self._row = {
             "id": self.id,

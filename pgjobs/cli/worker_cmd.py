@@ -83,7 +83,7 @@ def load_server(path: str) -> Server:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
         raise
     target: Any = module
