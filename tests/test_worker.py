@@ -574,3 +574,34 @@ def test_planner_lends_and_stays_exact_over_small_batches() -> None:
     assert strict.first_round(4) == {"critical": 4}
     dry = set()
     assert strict.next_round(3, {"critical": 4}, {"critical": 1}, dry) == {"default": 3}
+
+
+async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, running) -> None:
+    """A claim that committed but whose reply was lost with the connection leaves rows
+    'running' under this worker's id that it never started. After reconnecting, the worker
+    gives them back with the attempt refunded, instead of letting the lease run out and
+    count a failed attempt for a job that never ran."""
+    ran: list[int] = []
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        ran.append(ctx.attempt)
+
+    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    assert server.worker is not None
+    job_id = pgjobs.enqueue(db, pgjobs.Task("ping", max_retry=0))
+    # What the lost claim left behind: claimed for this worker, with a long lease.
+    db.execute("update pgjobs.workers set waiting = false")
+    db.execute(
+        "update pgjobs.jobs set state = 'running', attempt = 1, worker_id = %s,"
+        " lease_expires_at = now() + interval '1 hour' where id = %s",
+        (server.worker.id, job_id),
+    )
+    db.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity"
+        " where datname = current_database() and pid <> pg_backend_pid()"
+    )
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["attempt"] == 1
+    assert ran == [1]

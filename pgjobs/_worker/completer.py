@@ -54,6 +54,10 @@ class Completer:
     def pending(self) -> int:
         return len(self._pending)
 
+    def pending_ids(self) -> list[int]:
+        """Jobs whose outcome is not written yet (a batch in flight included)."""
+        return [outcome.job_id for outcome in self._pending]
+
     def close(self) -> None:
         """Finish once everything pending is written; :meth:`run` then returns."""
         self._closing = True

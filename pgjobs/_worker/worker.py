@@ -382,6 +382,8 @@ class Worker:
         while not self._stopping:
             try:
                 async with self._pool.connection() as conn:
+                    if failures:
+                        await self._release_orphans(conn)
                     while not self._stopping:
                         if self._free < self._claim_min:
                             await self._gather_slots()
@@ -410,6 +412,22 @@ class Worker:
                 delay = reconnect_delay(failures)
                 log.warning("claiming failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _release_orphans(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Give back jobs claimed for us by a claim whose reply never arrived."""
+        assert self._completer is not None
+        known = [*self._running, *self._completer.pending_ids()]
+        cursor = await conn.execute(
+            self._queries["job_release_orphans"], {"worker_id": self.id, "known": known}
+        )
+        released = [row[0] for row in await cursor.fetchall()]
+        if released:
+            log.warning(
+                "gave back %d jobs whose claim reply was lost with the connection: %s",
+                len(released),
+                ", ".join(map(str, released[:10])),
+                extra={"job_ids": released},
+            )
 
     async def _gather_slots(self) -> None:
         """Wait for a free slot, then briefly for more, so that one claim fills several.

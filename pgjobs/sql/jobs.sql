@@ -189,6 +189,16 @@ from (
 where j.id = o.id and j.attempt = o.attempt and j.state = o.running
 returning j.id;
 
+-- name: job_release_orphans
+-- After this worker's claim connection failed: jobs the database says it runs but that it
+-- never received (the claim committed, its reply was lost). Given back at once with the
+-- attempt refunded, rather than waiting out their lease and counting as a failed attempt.
+-- known: the jobs the worker does hold (running, or with an outcome still to be written).
+update {schema}.jobs j
+set state = 'available', attempt = j.attempt - 1, lease_expires_at = null, worker_id = null
+where j.state = 'running' and j.worker_id = %(worker_id)s and j.id <> all (%(known)s::int8[])
+returning j.id;
+
 -- name: job_extend_lease
 -- Heartbeat for long attempts: push their lease forward, never past deadline + grace.
 -- Guarded like job_finish_many (o.running).
