@@ -15,6 +15,8 @@ COPY migrations/ migrations/
 RUN pip install . && rm -rf /src/*
 
 RUN useradd --system --create-home --home-dir /home/pgjobs pgjobs
+# The example application, for the compose file's worker service.
+COPY examples/ /home/pgjobs/examples/
 USER pgjobs
 WORKDIR /home/pgjobs
 
