@@ -481,8 +481,8 @@ class _Claimed:
 
 
 class _Session:
-    """What running jobs for one server on one connection needs, without I/O: the
-    operations for both faces, and the decisions between them."""
+    """Running one server's jobs on one connection, shared by both faces: the
+    statements as operations (the faces run them), the handler calls and the decisions."""
 
     def __init__(
         self,
