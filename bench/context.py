@@ -1,0 +1,105 @@
+"""Settings of a run (quick or full) and the things every workload shares."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import pg
+from bench.procs import Signals
+from bench.systems import System
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and time limits; ``QUICK`` must finish in under two minutes in all."""
+
+    name: str
+    drain_jobs: int
+    drain_timeout: float
+    enqueue_seconds: float
+    concurrent_seconds: float
+    concurrent_connections: int
+    bulk_jobs: int
+    latency_samples: int
+    #: Seconds a system may take for its latency samples; slower ones stop early.
+    latency_budget: float
+    sql_jobs: int
+    sql_seconds: float
+    #: Scale runs (pgjobs only): ready jobs small / large / medium, completed rows retained.
+    scale_sizes: tuple[int, int, int, int] | None
+
+
+QUICK = Profile(
+    name="quick",
+    drain_jobs=20_000,
+    drain_timeout=10.0,
+    enqueue_seconds=1.5,
+    concurrent_seconds=1.5,
+    concurrent_connections=8,
+    bulk_jobs=100_000,
+    latency_samples=500,
+    latency_budget=6.0,
+    sql_jobs=100_000,
+    sql_seconds=2.0,
+    scale_sizes=None,
+)
+
+FULL = Profile(
+    name="full",
+    drain_jobs=1_000_000,
+    drain_timeout=3600.0,
+    enqueue_seconds=10.0,
+    concurrent_seconds=10.0,
+    concurrent_connections=8,
+    bulk_jobs=100_000,
+    latency_samples=500,
+    latency_budget=120.0,
+    sql_jobs=2_000_000,
+    sql_seconds=10.0,
+    scale_sizes=(10_000, 1_000_000, 100_000, 10_000_000),
+)
+
+
+@dataclass
+class Context:
+    """What every workload gets: the server, the sizes, the signal socket, a log folder."""
+
+    admin_dsn: str
+    profile: Profile
+    signals: Signals
+    log_dir: Path
+    stack: ExitStack = field(default_factory=ExitStack)
+    templates: dict[str, str] = field(default_factory=dict)
+    _pool: ProcessPoolExecutor | None = None
+
+    def database(self, system: System, label: str) -> AbstractContextManager[str]:
+        """A fresh database with *system*'s schema, dropped when the block ends.
+
+        Each system's installer runs once per run, into a template database; every
+        workload then gets its own copy (``CREATE DATABASE ... TEMPLATE``), which is as
+        fresh as a new install and takes a fraction of the time.
+        """
+        if system.name not in self.templates:
+            template = self.stack.enter_context(
+                pg.fresh_database(self.admin_dsn, f"template_{system.name}")
+            )
+            system.install(template)
+            self.templates[system.name] = template
+        return pg.fresh_database(self.admin_dsn, label, template=self.templates[system.name])
+
+    def producer_pool(self) -> ProcessPoolExecutor:
+        """The processes that enqueue concurrently, started once per run."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.profile.concurrent_connections, mp_context=multiprocessing.get_context("spawn")
+            )
+            self.stack.callback(self._pool.shutdown, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the producer processes, drop the template databases."""
+        self.stack.close()

@@ -1,0 +1,1 @@
+"""The workloads, one module per family; each returns :class:`bench.results.Result` rows."""

@@ -1,0 +1,195 @@
+"""The SQL ceiling: pgjobs' own claim and completion statements driven by pgbench.
+
+No Python anywhere: one pgbench client claims a batch with ``job_claim`` (exactly the
+statement the worker sends, rendered by ``pgjobs._queries``), then records it completed
+with ``job_finish_many``, each in its own transaction, as the worker's claimer and
+completer do. That is the physical limit of pgjobs' design on this machine; a worker
+can only approach it. Beside it runs the simplest possible claim (``UPDATE ... FROM
+(SELECT ... FOR UPDATE SKIP LOCKED)``) followed by a ``DELETE``, on the same table.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from bench import pg
+from bench.context import Context
+from bench.results import Result, unavailable
+from bench.systems import get
+from pgjobs import _queries
+
+BATCHES = (500, 100)  # 500 first: the batch of the drain it is compared with
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s(::[\w.]+\[\])?")
+
+RAW_CLAIM = """
+with claimed as (
+    update pgjobs.jobs j set state = 'running'
+    from (select id from pgjobs.jobs
+          where state = 'available' and queue = 'default'
+          order by priority, id
+          limit {batch}
+          for update skip locked) picked
+    where j.id = picked.id
+    returning j.id
+)
+select coalesce(array_agg(id), '{{}}') as ids from claimed
+\\gset
+delete from pgjobs.jobs where id = any (:ids::int8[]);
+"""
+
+
+def _render(statement: bytes, values: dict[str, str], fill: str | None = None) -> str:
+    """Swap psycopg placeholders for pgbench variables or SQL literals.
+
+    With *fill* (an array length), a parameter not in *values* that is cast to an array
+    type becomes an array of that many NULLs: a per-outcome column added to the
+    statement after this benchmark was written (a result, an error) is empty for a
+    no-op job. Any other new parameter makes the ceiling n/a until it is mapped here.
+    """
+    text = statement.decode()
+
+    def swap(match: re.Match[str]) -> str:
+        name, cast = match.group(1), match.group(2) or ""
+        if name in values:
+            return values[name] + cast
+        if fill and cast:
+            return f"array_fill(null{cast[:-2]}, {fill}){cast}"
+        raise LookupError(f"parameter %({name})s is new to the benchmark")
+
+    return _PLACEHOLDER.sub(swap, text).replace("%%", "%")
+
+
+def pgjobs_script(batch: int) -> str:
+    """``job_claim`` then ``job_finish_many`` as one pgbench script."""
+    statements = _queries.queries("pgjobs")
+    worker = f"'{uuid.uuid4()}'::uuid"
+    claim = _render(
+        statements["job_claim"],
+        {
+            "queues": "'{default}'",
+            "limits": f"'{{{batch}}}'",
+            "grace": "10",
+            "lease": "60",
+            "unwait": "false",
+            "worker_id": worker,
+        },
+    )
+    every = "array[cardinality(:ids::int8[])]"
+    finish = _render(
+        statements["job_finish_many"],
+        {
+            "ids": ":ids",
+            "attempts": ":attempts",
+            "states": f"array_fill('completed'::text, {every})",
+            "delays": f"array_fill(0::float8, {every})",
+            "refunds": f"array_fill(false, {every})",
+            "delete_completed": "true",
+            "worker_id": worker,
+        },
+        fill=every,
+    )
+    aggregate = (
+        "select coalesce(array_agg(id), '{}') as ids,"
+        " coalesce(array_agg(attempt), '{}') as attempts from claimed"
+    )
+    return f"{_as_cte(claim, 'claimed')}\n{aggregate}\n\\gset\n{finish};\n"
+
+
+def _as_cte(statement: str, name: str) -> str:
+    """Turn ``[with ...] update ... returning ...`` into ``with ..., name as (update ...)``.
+
+    pgbench keeps one row with ``\\gset``, so the claimed rows are folded into arrays
+    by a final ``select``. A data-modifying ``WITH`` cannot be nested, hence the splice:
+    the statement's own top-level command (the one starting a line) becomes one more
+    CTE of its top-level ``WITH``.
+    """
+    lines = [line for line in statement.splitlines() if not line.startswith("--")]
+    starts = [i for i, line in enumerate(lines) if re.match(r"(update|delete|insert)\b", line)]
+    if not starts:
+        raise LookupError("job_claim has no top-level update to time")
+    head, body = lines[: starts[-1]], "\n".join(lines[starts[-1] :])
+    if head and head[0].startswith("with"):
+        return "\n".join(head) + f",\n{name} as (\n{body}\n)"
+    return f"with {name} as (\n{body}\n)"
+
+
+def _fill(dsn: str, count: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into pgjobs.jobs (kind, payload)"
+            " select 'noop', jsonb_build_object('seq', g) from generate_series(1, %s) g",
+            (count,),
+        )
+    pg.vacuum_analyze(dsn)
+
+
+def _pgbench(dsn: str, script: str, seconds: float) -> tuple[float, list[float]]:
+    """Run *script* from one client for *seconds*: scripts per second, ms per statement."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script)
+        argv = ["pgbench", "-n", "-r", "-M", "prepared", "-c", "1", "-j", "1"]
+        argv += ["-T", str(max(1, round(seconds))), "-f", str(path), dsn]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 120, check=False
+        )
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    latencies = re.findall(
+        r"^\s+([\d.]+)\s+\d+\s+\S", done.stdout.split("statement latencies")[-1], re.M
+    )
+    return float(found.group(1)), [float(ms) for ms in latencies]
+
+
+def _left(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select count(*) from pgjobs.jobs where state = 'available'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run(ctx: Context) -> list[Result]:
+    cases = [(f"sql_{b}", b) for b in BATCHES] + [("sql_raw", 100)]
+    if shutil.which("pgbench") is None:
+        return [unavailable(name, "sql", "jobs/s", "pgbench not on PATH") for name, _ in cases]
+    jobs, seconds = ctx.profile.sql_jobs, ctx.profile.sql_seconds
+    results = []
+    with ctx.database(get("pgjobs"), "sql_template") as template:
+        _fill(template, jobs)
+        for workload, batch in cases:
+            try:
+                raw = workload == "sql_raw"
+                script = RAW_CLAIM.format(batch=batch) if raw else pgjobs_script(batch)
+            except LookupError as exc:
+                results.append(unavailable(workload, "sql", "jobs/s", str(exc)))
+                continue
+            with pg.fresh_database(ctx.admin_dsn, workload, template=template) as dsn:
+                before = pg.counters(ctx.admin_dsn, dsn)
+                tps, latencies = _pgbench(dsn, script, seconds)
+                rate = tps * batch
+                delta = pg.counters(ctx.admin_dsn, dsn) - before
+                done = jobs - _left(dsn)
+            note = f"batch {batch}, 1 client, pgbench -M prepared, {seconds:.0f} s"
+            if len(latencies) == 2:
+                note += f"; claim {latencies[0]:.2f} ms + finish {latencies[1]:.2f} ms per batch"
+            if done >= jobs:
+                rate, note = done / seconds, note + f"; ran out of jobs ({jobs}), a lower bound"
+            results.append(
+                Result(
+                    workload,
+                    "sql",
+                    rate,
+                    "jobs/s",
+                    note,
+                    commits_per_job=delta.commits / max(done, 1),
+                    wal_per_job=delta.wal / max(done, 1),
+                )
+            )
+    return results
