@@ -204,11 +204,14 @@ NOTEWORTHY = ("error", "left", "failed", "lost", "ran out", "stopped", "claim ")
 
 def notes(results: Sequence[Result]) -> list[str]:
     """Notes the reader needs: n/a reasons, timeouts, failures, pgbench statement times."""
-    return [
-        f"{TITLES.get(r.system, r.system)}, {r.workload}: {r.note}"
-        for r in results
-        if r.note and (r.value is None or any(word in r.note for word in NOTEWORTHY))
-    ]
+    out: list[str] = []
+    for r in results:
+        if r.note and (r.value is None or any(word in r.note for word in NOTEWORTHY)):
+            workload = "latency" if r.workload.startswith("latency") else r.workload
+            line = f"{TITLES.get(r.system, r.system)}, {workload}: {r.note}"
+            if line not in out:
+                out.append(line)
+    return out
 
 
 def markdown(
@@ -315,7 +318,7 @@ def plot(results: Sequence[Result], systems: Sequence[str], path: Path) -> None:
                 xs.append(g_index + (s_index - (len(systems) - 1) / 2) * width)
                 ys.append(got.value)
         bars = right.bar(xs, ys, width, label=TITLES[name], color=colors[name])
-        right.bar_label(bars, fmt="%.3g", fontsize=7)
+        right.bar_label(bars, [f"{v:.3g}" if v < 100 else f"{v:,.0f}" for v in ys], fontsize=7)
     right.set_yscale("log")
     right.set_xticks([0, 1], ["p50", "p99"])
     right.set_ylabel("ms (log scale, lower is better)")
