@@ -74,6 +74,14 @@ log = logging.getLogger("pgjobs.worker")
 
 #: Longest wait for more free slots before a claim (see Worker._gather_slots).
 CLAIM_COALESCE = 0.002
+#: First poll after running out of work; each further poll waits twice as long, up to
+#: Config.poll_interval, until work turns up.
+IDLE_POLL_FIRST = 0.002
+#: Least time between two settings of the waiting flag. Each setting invites NOTIFYs, whose
+#: commit-time lock serialises the enqueuers that send them; a fast worker that runs dry
+#: between every two jobs would otherwise ask for one NOTIFY per job. In between, the
+#: quick idle polls stand in for wakeups.
+REARM_INTERVAL = 0.025
 
 
 class Running:
@@ -378,7 +386,10 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         assert self._pool is not None
+        loop = asyncio.get_running_loop()
         failures = 0
+        idle_polls = 0  # polls since the last claim that found work
+        armed_at = -REARM_INTERVAL  # when we last set our waiting flag
         while not self._stopping:
             try:
                 async with self._pool.connection() as conn:
@@ -393,9 +404,16 @@ class Worker:
                         claimed = await self._claim(conn, min(self._free, self.config.claim_batch))
                         failures = 0
                         if claimed or self._stopping:
+                            idle_polls = 0
                             continue
                         listener = self._listener
-                        if listener is not None and listener.listening and not self._waiting:
+                        now = loop.time()
+                        if (
+                            listener is not None
+                            and listener.listening
+                            and not self._waiting
+                            and now - armed_at >= REARM_INTERVAL
+                        ):
                             # Ask enqueuers for a NOTIFY, then look once more: a job that
                             # committed before the flag did would otherwise wait for a poll.
                             await conn.execute(
@@ -403,9 +421,17 @@ class Worker:
                                 {"waiting": True, "id": self.id},
                             )
                             self._waiting = True
+                            armed_at = now
                             continue
+                        # Idle: wait for a NOTIFY, polling 2, 4, 8 ms ... up to poll_interval
+                        # meanwhile. The first quick polls catch a job whose enqueuer read the
+                        # flag just before we set it, but committed (WAL flush and all) just
+                        # after we looked again; and they stand in for wakeups while the flag
+                        # may not be re-armed yet (REARM_INTERVAL).
+                        delay = min(self.config.poll_interval, IDLE_POLL_FIRST * 2**idle_polls)
+                        idle_polls += 1
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+                            await asyncio.wait_for(self._wake.wait(), delay)
             except DB_ERRORS as exc:
                 self._waiting = False  # unknown after a failure: set it again when idle
                 failures += 1
