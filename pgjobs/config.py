@@ -70,6 +70,14 @@ class Config:
         and loses it after three intervals without renewal.
     :param prune_interval: seconds between the leader's pruning passes, which delete jobs
         past their retention, expired unique keys and day-old throughput counters.
+    :param synchronous_commit: ``False`` (the default) lets the worker's own writes
+        (claims, outcomes, heartbeats) commit without waiting for their WAL flush, so
+        they stop competing with your application's commits for it. A Postgres crash can
+        then forget the last fraction of a second of them: a claimed job is available
+        again, a finished one runs again after its lease; both are within at-least-once
+        delivery, and ``ctx.transaction()`` always commits durably. Set ``True`` to keep
+        retry counts exact across a server crash, or when the worker's connections go
+        through PgBouncer in transaction mode (the setting is a session ``SET``).
     :param backoff: default retry delay for kinds registered without their own.
 
     The retention settings, and the periodic schedules, of the worker that is leader
@@ -89,6 +97,7 @@ class Config:
     heartbeat_interval: float = 15.0
     rescue_interval: float = 15.0
     claim_batch: int = 500
+    synchronous_commit: bool = False
     retain_completed: bool = False
     completed_retention: float | timedelta | None = 0.0
     failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION

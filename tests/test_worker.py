@@ -605,3 +605,16 @@ async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, r
     row = await wait_for_state(db, job_id, "completed")
     assert row["attempt"] == 1
     assert ran == [1]
+
+
+@pytest.mark.parametrize(("durable", "expected"), [(False, "off"), (True, "on")])
+async def test_worker_writes_skip_the_wal_flush_unless_asked(
+    dsn, running, durable, expected
+) -> None:
+    server = pgjobs.Server()
+    await running(server, make_config(dsn, synchronous_commit=durable))
+    assert server.worker is not None
+    assert server.worker._pool is not None
+    async with server.worker._pool.connection() as conn:
+        cursor = await conn.execute("show synchronous_commit")
+        assert await cursor.fetchone() == (expected,)

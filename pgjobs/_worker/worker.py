@@ -84,6 +84,11 @@ IDLE_POLL_FIRST = 0.002
 REARM_INTERVAL = 0.025
 
 
+async def _asynchronous_commit(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The worker's own writes need no WAL flush to be correct (see Config)."""
+    await conn.execute(b"set synchronous_commit = off")
+
+
 class Running:
     """Bookkeeping for one claimed job while its code runs."""
 
@@ -181,6 +186,7 @@ class Worker:
             min_size=3,
             max_size=4,
             kwargs={"autocommit": True},
+            configure=None if config.synchronous_commit else _asynchronous_commit,
             open=False,
             name="pgjobs-worker",
         )
