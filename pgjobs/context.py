@@ -38,9 +38,9 @@ class Context:
         "_committed",
         "_event",
         "_monotonic_deadline",
+        "_timeout",
         "_transactions",
         "attempt",
-        "deadline",
         "errors",
         "job_id",
         "kind",
@@ -67,8 +67,7 @@ class Context:
         #: 1 on the first attempt.
         self.attempt = attempt
         self.max_retry = max_retry
-        #: When this attempt times out (aware UTC datetime).
-        self.deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        self._timeout = timeout
         self._monotonic_deadline = time.monotonic() + timeout
         #: Why the job was cancelled, or None while it may run.
         self.reason: str | None = None
@@ -79,6 +78,12 @@ class Context:
         self.result: Any = None
         self._transactions = transactions
         self._committed = False
+
+    @property
+    def deadline(self) -> datetime:
+        """When this attempt times out (aware UTC datetime). Computed when asked: most
+        handlers never ask, and the worker builds a context for every job."""
+        return datetime.now(UTC) + timedelta(seconds=self.remaining())
 
     @property
     def retries_left(self) -> int:

@@ -11,7 +11,9 @@ thing for code that sets up its own database, such as test fixtures.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -126,14 +128,29 @@ def downgrade(
     return buffer.getvalue() if isinstance(buffer, io.StringIO) else None
 
 
-def head_revision() -> str:
-    """The newest revision this version of pgjobs ships."""
-    from alembic.script import ScriptDirectory
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*=\s*(None|['\"]([^'\"]+)['\"])", re.M)
 
-    head = ScriptDirectory(str(migrations_dir())).get_current_head()
-    if head is None:
-        raise MigrationError("no pgjobs migrations found")
-    return str(head)
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision this version of pgjobs ships.
+
+    Read from the scripts' ``revision`` / ``down_revision`` lines rather than through
+    alembic, which costs a worker a second of imports at every start just to learn this.
+    ``tests/test_migrate.py`` checks it against alembic's own answer.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (migrations_dir() / "versions").glob("*.py"):
+        fields = {m[0]: m[2] for m in _REVISION_LINE.findall(script.read_text(encoding="utf-8"))}
+        if fields.get("revision"):
+            revisions.add(fields["revision"])
+        if fields.get("down_revision"):
+            parents.add(fields["down_revision"])
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise MigrationError(f"pgjobs migrations should have one head, found {sorted(heads)}")
+    return heads.pop()
 
 
 def current_revision(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> str | None:

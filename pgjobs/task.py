@@ -171,20 +171,19 @@ def _from_row(
     kind: str, payload: Any, queue: str, max_retry: int, timeout: float, priority: int
 ) -> Task:
     """A Task for a claimed row, skipping validation: the database already enforced it."""
+    # On the worker's hot path: one call per field, no tuples built for a loop.
     task = object.__new__(Task)
-    for name, value in (
-        ("kind", kind),
-        ("payload", payload),
-        ("queue", queue),
-        ("max_retry", max_retry),
-        ("timeout", timeout),
-        ("priority", priority),
-        ("run_at", None),
-        ("delay", None),
-        ("unique_key", None),
-        ("unique_for", None),
-    ):
-        object.__setattr__(task, name, value)
+    setattr_ = object.__setattr__
+    setattr_(task, "kind", kind)
+    setattr_(task, "payload", payload)
+    setattr_(task, "queue", queue)
+    setattr_(task, "max_retry", max_retry)
+    setattr_(task, "timeout", timeout)
+    setattr_(task, "priority", priority)
+    setattr_(task, "run_at", None)
+    setattr_(task, "delay", None)
+    setattr_(task, "unique_key", None)
+    setattr_(task, "unique_for", None)
     return task
 
 

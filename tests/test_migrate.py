@@ -433,3 +433,11 @@ def test_reserved_word_list_covers_the_servers(db: psycopg.Connection[Any]) -> N
             continue
         accepted.append(word)
     assert accepted == []
+
+
+def test_head_revision_matches_alembics_own() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert (
+        migrate.head_revision() == ScriptDirectory(str(migrate.migrations_dir())).get_current_head()
+    )

@@ -10,8 +10,7 @@ import json
 import logging
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backoff import Backoff, default_backoff
 from ..errors import Cancel, SkipRetry, Snooze
@@ -31,9 +30,9 @@ log = logging.getLogger("pgjobs.worker")
 MAX_ERROR_CHARS = 4000
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The result of one attempt of one job, as ``job_finish_many`` takes it.
+class Outcome(NamedTuple):
+    """The result of one attempt of one job, as ``job_finish_many`` takes it. A named
+    tuple: one is made per job on the worker's hot path.
 
     *state* is the job's next state: ``completed``, ``failed``, ``cancelled``, or
     ``scheduled`` for a retry or snooze after *delay* seconds. *refund* gives the attempt
