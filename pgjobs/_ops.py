@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
+from psycopg.pq import ExecStatus
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 __all__ = ["Copy", "Op", "Rows", "Statement", "run", "run_async"]
 
@@ -47,6 +50,14 @@ class Copy:
 Op: TypeAlias = Generator[Statement | Copy, Rows, T]
 
 
+def _has_rows(cursor: Any) -> bool:
+    """Whether the statement returned rows. Asked of the result's status, not of
+    ``cursor.description``, which builds column objects at every call (measurable on the
+    enqueue path)."""
+    result = cursor.pgresult
+    return result is not None and result.status == TUPLES_OK
+
+
 def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
     """Drive *op* on a sync psycopg connection, inside whatever transaction it is in."""
     try:
@@ -59,7 +70,7 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
                         copy.write_row(row)
             else:
                 cursor = conn.execute(statement.query, statement.params)
-                rows = cursor.fetchall() if cursor.description is not None else []
+                rows = cursor.fetchall() if _has_rows(cursor) else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -77,7 +88,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
                         await copy.write_row(row)
             else:
                 cursor = await conn.execute(statement.query, statement.params)
-                rows = await cursor.fetchall() if cursor.description is not None else []
+                rows = await cursor.fetchall() if _has_rows(cursor) else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
