@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+import pgjobs
 from pgjobs import migrate
 from pgjobs.embedded import _ensure_runtime_dir
 
@@ -135,3 +136,19 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection for looking at the database from outside a test's transaction."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
+    """``await running(server, config)`` starts an in-process worker; every server
+    started this way is stopped after the test."""
+    started: list[pgjobs.Server] = []
+
+    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
+        await server.start(config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(timeout=1.0)

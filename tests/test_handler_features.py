@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -17,20 +16,6 @@ from pgjobs.backoff import constant
 from tests.test_worker import job_row, make_config, wait_for_state, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
-    started: list[pgjobs.Server] = []
-
-    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
-        await server.start(config)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.stop(timeout=1.0)
 
 
 async def test_a_return_value_is_stored_as_the_result(dsn, db, running) -> None:

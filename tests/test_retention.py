@@ -4,7 +4,6 @@ on a real Postgres), and the pruner running on the leader only."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -179,20 +178,6 @@ async def test_a_pass_is_bounded_and_the_next_continues(dsn, db, monkeypatch) ->
 
 
 # --- on the leader only -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
-    started: list[pgjobs.Server] = []
-
-    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
-        await server.start(config)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.stop(timeout=1.0)
 
 
 async def test_completed_jobs_are_kept_for_their_retention_then_pruned_by_the_leader(

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -30,21 +30,6 @@ def make_config(dsn: str, **overrides: Any) -> pgjobs.Config:
     settings: dict[str, Any] = {"dsn": dsn, "poll_interval": 30.0, "shutdown_timeout": 2.0}
     settings.update(overrides)
     return pgjobs.Config(**settings)
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[..., Awaitable[pgjobs.Server]]]:
-    """``await running(server, config)`` starts a server; all are stopped after the test."""
-    started: list[pgjobs.Server] = []
-
-    async def start(server: pgjobs.Server, config: pgjobs.Config) -> pgjobs.Server:
-        await server.start(config)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.stop(timeout=1.0)
 
 
 async def wait_until(check: Callable[[], bool], *, what: str, limit: float = 30.0) -> None:
