@@ -38,7 +38,6 @@ class Context:
         "_committed",
         "_event",
         "_monotonic_deadline",
-        "_timeout",
         "_transactions",
         "attempt",
         "errors",
@@ -67,7 +66,6 @@ class Context:
         #: 1 on the first attempt.
         self.attempt = attempt
         self.max_retry = max_retry
-        self._timeout = timeout
         self._monotonic_deadline = time.monotonic() + timeout
         #: Why the job was cancelled, or None while it may run.
         self.reason: str | None = None
