@@ -43,7 +43,7 @@ def workers(dsn: str, tmp_path: Path) -> Iterator[Workers]:
 
 
 def test_side_effects_happen_exactly_once_under_random_kills(workers: Workers, dsn: str) -> None:
-    jobs = 400
+    jobs = 1500  # enough that a fast worker cannot drain it between kills
     with psycopg.connect(dsn) as conn, conn.transaction():
         conn.execute("create table effects (job_id bigint not null, attempt int not null)")
         ids = pgjobs.enqueue_many(
@@ -65,7 +65,7 @@ def test_side_effects_happen_exactly_once_under_random_kills(workers: Workers, d
                 "the worker to finish some jobs",
                 detail=workers.describe,
             )
-            time.sleep(rng.uniform(0, 0.3))
+            time.sleep(rng.uniform(0, 0.1))
             worker.kill()
             kills += 1
         last = workers.start(app=APP, config=CONFIG)
