@@ -27,8 +27,8 @@ class Profile:
     latency_samples: int
     #: Seconds a system may take for its latency samples; slower ones stop early.
     latency_budget: float
+    #: Jobs the SQL ceiling drains per case, in whole batches (no time limit: see ceiling.py).
     sql_jobs: int
-    sql_seconds: float
     #: Scale runs (pgjobs only): ready jobs small / large / medium, completed rows retained.
     scale_sizes: tuple[int, int, int, int] | None
 
@@ -43,8 +43,7 @@ QUICK = Profile(
     bulk_jobs=100_000,
     latency_samples=500,
     latency_budget=6.0,
-    sql_jobs=100_000,
-    sql_seconds=2.0,
+    sql_jobs=300_000,
     scale_sizes=None,
 )
 
@@ -59,7 +58,6 @@ FULL = Profile(
     latency_samples=500,
     latency_budget=120.0,
     sql_jobs=2_000_000,
-    sql_seconds=10.0,
     scale_sizes=(10_000, 1_000_000, 100_000, 10_000_000),
 )
 

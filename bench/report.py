@@ -206,7 +206,9 @@ def notes(results: Sequence[Result]) -> list[str]:
     """Notes the reader needs: n/a reasons, timeouts, failures, pgbench statement times."""
     out: list[str] = []
     for r in results:
-        if r.note and (r.value is None or any(word in r.note for word in NOTEWORTHY)):
+        # A scale ratio means little without the two rates behind it: always shown.
+        shown = r.workload.startswith("scale") or any(word in r.note for word in NOTEWORTHY)
+        if r.note and (r.value is None or shown):
             workload = "latency" if r.workload.startswith("latency") else r.workload
             line = f"{TITLES.get(r.system, r.system)}, {workload}: {r.note}"
             if line not in out:
@@ -265,7 +267,14 @@ def markdown(
     return "\n".join(parts) + "\n"
 
 
-def plot(results: Sequence[Result], systems: Sequence[str], path: Path) -> None:
+#: Workloads the plot shows; a run of none of them (``--only scale``) has no plot.
+PLOTTED = ("drain", "enqueue", "concurrent", "concurrent_worker", "bulk", "latency_p50")
+
+
+def plot(results: Sequence[Result], systems: Sequence[str], path: Path) -> bool:
+    """Write the chart to *path*; False (and nothing written) if there is nothing to plot."""
+    if not any(r.workload in PLOTTED and r.value for r in results):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,3 +337,4 @@ def plot(results: Sequence[Result], systems: Sequence[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

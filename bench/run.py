@@ -284,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.docs / "benchmarks.md").write_text(
             report.markdown(results, args.systems, profile, meta, configs)
         )
-        report.plot(results, args.systems, args.docs / "benchmarks.png")
-        print(f"wrote {args.docs / 'benchmarks.md'} and {args.docs / 'benchmarks.png'}")
+        wrote = [args.docs / "benchmarks.md"]
+        if report.plot(results, args.systems, args.docs / "benchmarks.png"):
+            wrote.append(args.docs / "benchmarks.png")
+        print("wrote " + " and ".join(map(str, wrote)))
     return 0
 
 
