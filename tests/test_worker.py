@@ -561,6 +561,31 @@ def test_planner_lends_and_stays_exact_over_small_batches() -> None:
     assert strict.next_round(3, {"critical": 4}, {"critical": 1}, dry) == {"default": 3}
 
 
+def test_planner_shares_stay_within_one_slot_for_any_batch() -> None:
+    """Quotas for many slots are computed in one pass, not slot by slot (100 queues made
+    that a third of a claim's time); the shares must still never drift by a whole slot."""
+    import random
+
+    from pgjobs._weights import QueuePlanner
+
+    rng = random.Random(5)
+    for _ in range(50):
+        weights = {f"q{i}": rng.randint(1, 12) for i in range(rng.randint(1, 40))}
+        total = sum(weights.values())
+        planner = QueuePlanner(weights)
+        got = Counter[str]()
+        slots = 0
+        for _ in range(100):
+            batch = rng.choice([1, 2, 3, 7, 50, 500])
+            quotas = planner.first_round(batch)
+            assert sum(quotas.values()) == batch
+            assert all(quota > 0 for quota in quotas.values())
+            got.update(quotas)
+            slots += batch
+            for queue, weight in weights.items():
+                assert abs(got[queue] - slots * weight / total) < 1 + 1e-9, (queue, got, slots)
+
+
 async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, running) -> None:
     """A claim that committed but whose reply was lost with the connection leaves rows
     'running' under this worker's id that it never started. After reconnecting, the worker

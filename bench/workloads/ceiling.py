@@ -127,7 +127,7 @@ def _fill(dsn: str, count: int) -> None:
             " select 'noop', jsonb_build_object('seq', g) from generate_series(1, %s) g",
             (count,),
         )
-    pg.vacuum_analyze(dsn)
+    pg.settle(dsn)
 
 
 def _pgbench(dsn: str, script: str, runs: int) -> tuple[float, list[float]]:

@@ -43,7 +43,7 @@ def fill(system: System, dsn: str, count: int) -> None:
 def drain(ctx: Context, system: System, dsn: str, count: int, label: str, **worker: Any) -> Drained:
     """Start one worker on a filled database and time it to empty; see the module doc."""
     spec = system.worker(dsn, **worker)
-    pg.vacuum_analyze(dsn)
+    pg.settle(dsn)
     before = pg.counters(ctx.admin_dsn, dsn)
     polls = 0
     ctx.signals.drain()
