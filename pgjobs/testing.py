@@ -518,6 +518,8 @@ class _Session:
                 "lease": self.config.lease,
                 "grace": self.config.lease_grace,
                 "unwait": False,
+                "after_priorities": None,
+                "after_ids": None,
             },
         )
         return rows[0] if rows else None

@@ -134,6 +134,8 @@ def test_the_enqueuer_cannot_claim(dsn, db, granted) -> None:
         "lease": 60,
         "worker_id": "00000000-0000-0000-0000-000000000001",
         "unwait": False,
+        "after_priorities": None,
+        "after_ids": None,
     }
     with as_role(dsn, granted["enqueuer"]) as conn, pytest.raises(Denied):
         conn.execute(Q["job_claim"], params)

@@ -55,6 +55,8 @@ def claim(db: psycopg.Connection[Any], worker_id: uuid.UUID, queue: str = "defau
             "lease": 60,
             "worker_id": worker_id,
             "unwait": False,
+            "after_priorities": None,
+            "after_ids": None,
         },
     ).fetchall()
     return [row[0] for row in rows]

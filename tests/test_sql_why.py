@@ -40,6 +40,8 @@ def claim(db: psycopg.Connection[Any], worker_id: uuid.UUID, queue: str, n: int 
         "lease": 60,
         "worker_id": worker_id,
         "unwait": False,
+        "after_priorities": None,
+        "after_ids": None,
     }
     return [row[0] for row in db.execute(Q["job_claim"], params).fetchall()]
 

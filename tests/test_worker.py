@@ -561,6 +561,35 @@ def test_planner_lends_and_stays_exact_over_small_batches() -> None:
     assert strict.next_round(3, {"critical": 4}, {"critical": 1}, dry) == {"default": 3}
 
 
+async def test_a_job_behind_the_scan_point_is_not_starved(dsn, db, running) -> None:
+    """Claims start where the previous claim of the queue ended (past the dead index
+    entries that claimed jobs leave behind). A job that lands behind that point while a
+    backlog drains, here a higher priority one, must still be found by a rescan from the
+    front, not wait for the backlog to run out."""
+    backlog = 3000
+    pgjobs.enqueue_many(db, [pgjobs.Task("work", {"n": n}, priority=5) for n in range(backlog)])
+    order: list[str] = []
+    some_done = asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("work")
+    async def work(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        order.append("work")
+        if len(order) == 100:
+            some_done.set()
+        await asyncio.sleep(0.005)  # concurrency 10: the backlog takes 1.5 s at least
+
+    @server.handler("urgent")
+    async def urgent(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        order.append("urgent")
+
+    await running(server, make_config(dsn, concurrency=10))
+    await asyncio.wait_for(some_done.wait(), 60)
+    pgjobs.enqueue(db, pgjobs.Task("urgent", priority=0))
+    await wait_until(lambda: "urgent" in order, what="the urgent job")
+    assert order.index("urgent") < backlog - 100, f"ran as job {order.index('urgent')}"
+
+
 def test_planner_shares_stay_within_one_slot_for_any_batch() -> None:
     """Quotas for many slots are computed in one pass, not slot by slot (100 queues made
     that a third of a claim's time); the shares must still never drift by a whole slot."""

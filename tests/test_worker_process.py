@@ -157,6 +157,8 @@ def claim(conn: psycopg.Connection[Any], worker_id: str) -> list[tuple[int, int]
             "lease": 60.0,
             "grace": 10.0,
             "unwait": False,
+            "after_priorities": None,
+            "after_ids": None,
         },
     ).fetchall()
     return [(row[0], row[5]) for row in rows]

@@ -57,9 +57,21 @@ where exists (select from {schema}.workers w where w.waiting and q.queue = any (
 -- The lease is at most lease_seconds, and never much past the job's own deadline.
 -- A paused queue (a row in queues with paused_at set) is skipped here, so a pause takes
 -- effect at every worker's next claim.
+--
+-- after_priorities[i], after_ids[i] (optional, NULL for none): start queues[i]'s scan
+-- after this (priority, id), where the worker's previous claim from it ended. Claimed
+-- rows leave dead entries at the front of jobs_claim_idx until vacuum removes them, and
+-- a scan from the front walks them all: draining a backlog of 1M, claims took half as
+-- long again by the end. A job that lands behind that point (a higher priority, a retry
+-- of an older job) is found by the worker's next scan from the front, which it makes at
+-- least every 100 ms and whenever a scan from a point comes up short (Worker._claim).
 with quota as (
-    select q.queue, q.n
-    from unnest(%(queues)s::text[], %(limits)s::int4[]) as q(queue, n)
+    select q.queue, q.n,
+           coalesce(q.after_priority, -32768) as after_priority,
+           coalesce(q.after_id, 0) as after_id
+    from unnest(%(queues)s::text[], %(limits)s::int4[],
+                %(after_priorities)s::int2[], %(after_ids)s::int8[])
+         as q(queue, n, after_priority, after_id)
     where q.n > 0
       and not exists (select from {schema}.queues p
                       where p.name = q.queue and p.paused_at is not null)
@@ -71,6 +83,7 @@ picked as (
         select j.id
         from {schema}.jobs j
         where j.state = 'available' and j.queue = quota.queue
+          and (j.priority, j.id) > (quota.after_priority, quota.after_id)
         order by j.priority, j.id
         limit quota.n
         for update skip locked
