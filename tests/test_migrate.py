@@ -270,7 +270,7 @@ _COPY = re.compile(r"^copy\s+(\S+)\s*\(([^)]*)\)\s+from\s+stdin$", re.IGNORECASE
 
 
 def _as_prepared(query: bytes) -> str:
-    """psycopg's %(name)s placeholders as PREPARE's $n, %% as %.
+    """psycopg's %(name)s and %(name)b placeholders as PREPARE's $n, %% as %.
 
     COPY cannot be prepared; ``copy t (a, b) from stdin`` is checked as ``select a, b
     from t``, which needs the same table and columns."""
@@ -283,7 +283,7 @@ def _as_prepared(query: bytes) -> str:
     def number(match: re.Match[str]) -> str:
         return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
 
-    return re.sub(r"%\((\w+)\)s", number, query.decode()).replace("%%", "%")
+    return re.sub(r"%\((\w+)\)[sb]", number, query.decode()).replace("%%", "%")
 
 
 @pytest.mark.parametrize("schema", ["pgjobs", "jobs_alt"])

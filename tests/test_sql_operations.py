@@ -120,6 +120,44 @@ def received(
 # --- retry ----------------------------------------------------------------------------------
 
 
+def test_finish_many_reads_columns_sent_as_null_as_their_defaults(db) -> None:
+    """The completer sends a column that holds only its default as NULL (finish_params):
+    a batch of plain completions is ids and attempts alone. Mixed batches send them all."""
+    from pgjobs._worker.outcome import Outcome, finish_params
+
+    worker_id = add_worker(db, ["default"])
+    ids = [pgjobs.enqueue(db, pgjobs.Task("a")) for _ in range(5)]
+    assert sorted(claim(db, worker_id)) == ids
+
+    def write(outcomes: list[Outcome]) -> dict[str, Any]:
+        params = finish_params(outcomes, worker_id=str(worker_id), retain_completed=True)
+        db.execute(Q["job_finish_many"], params)
+        return params
+
+    plain = write([Outcome(ids[0], 1, "completed"), Outcome(ids[1], 1, "completed")])
+    assert [plain[k] for k in ("states", "delays", "errors", "results", "refunds")] == [None] * 5
+    mixed = write(
+        [
+            Outcome(ids[2], 1, "completed", result="7"),
+            Outcome(ids[3], 1, "scheduled", delay=60.0, error="boom"),
+            Outcome(ids[4], 1, "scheduled", refund=True),  # a snooze of 0 s
+        ]
+    )
+    assert mixed["states"] == ["completed", "scheduled", "scheduled"]
+    assert mixed["refunds"] == [False, False, True]
+    rows = db.execute(
+        "select id, state::text, attempt, result, last_error, run_at > now() + interval '30 s'"
+        " from pgjobs.jobs order by id"
+    ).fetchall()
+    assert rows == [
+        (ids[0], "completed", 1, None, None, False),
+        (ids[1], "completed", 1, None, None, False),
+        (ids[2], "completed", 1, 7, None, False),
+        (ids[3], "scheduled", 1, None, "boom", True),
+        (ids[4], "available", 0, None, None, False),
+    ]
+
+
 def test_retry_a_failed_job_gives_it_one_more_attempt(db) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("a", max_retry=2))
     fail(db, job_id)

@@ -26,7 +26,7 @@ from bench.systems import get
 from pgjobs import _queries
 
 BATCHES = (500, 100)  # 500 first: the batch of the drain it is compared with
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s(::[\w.]+\[\])?")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sb](::[\w.]+\[\])?")
 
 RAW_CLAIM = """
 with claimed as (
@@ -92,9 +92,13 @@ def pgjobs_script(batch: int) -> str:
         {
             "ids": ":ids",
             "attempts": ":attempts",
-            "states": f"array_fill('completed'::text, {every})",
-            "delays": f"array_fill(0::float8, {every})",
-            "refunds": f"array_fill(false, {every})",
+            # What the worker sends for a batch of plain completions: NULL for the columns
+            # that hold only their default (see finish_params).
+            "states": "null",
+            "delays": "null",
+            "errors": "null",
+            "results": "null",
+            "refunds": "null",
             "delete_completed": "true",
             "worker_id": worker,
         },

@@ -112,15 +112,24 @@ def decide(
 def finish_params(
     outcomes: Sequence[Outcome], *, worker_id: str, retain_completed: bool
 ) -> dict[str, Any]:
-    """The parameters of ``job_finish_many`` (pgjobs/sql/jobs.sql) for *outcomes*."""
+    """The parameters of ``job_finish_many`` (pgjobs/sql/jobs.sql) for *outcomes*.
+
+    A column whose every value is its default goes as NULL, which the statement reads
+    as that default: a batch of plain completions sends its ids and attempts only.
+    """
     return {
         "ids": [o.job_id for o in outcomes],
         "attempts": [o.attempt for o in outcomes],
-        "states": [o.state for o in outcomes],
-        "delays": [o.delay for o in outcomes],
-        "errors": [o.error for o in outcomes],
-        "results": [o.result for o in outcomes],
-        "refunds": [o.refund for o in outcomes],
+        "states": _unless_all([o.state for o in outcomes], "completed"),
+        "delays": _unless_all([float(o.delay) for o in outcomes], 0.0),
+        "errors": _unless_all([o.error for o in outcomes], None),
+        "results": _unless_all([o.result for o in outcomes], None),
+        "refunds": _unless_all([o.refund for o in outcomes], False),
         "delete_completed": not retain_completed,
         "worker_id": worker_id,
     }
+
+
+def _unless_all(values: list[Any], default: Any) -> list[Any] | None:
+    """*values*, or None if every one of them is *default*."""
+    return None if values.count(default) == len(values) else values

@@ -102,6 +102,7 @@ class Running:
         "aio_task",
         "attempt",
         "ctx",
+        "deadline",
         "id",
         "max_retry",
         "registration",
@@ -109,7 +110,6 @@ class Running:
         "started",
         "task",
         "timeout",
-        "timer",
     )
 
     def __init__(
@@ -133,8 +133,33 @@ class Running:
         self.started = started
         #: True once the attempt's fate is decided (outcome queued, or cancelled/released).
         self.settled = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: Deadline | None = None
         self.aio_task: asyncio.Task[None] | None = None
+
+
+class Deadline:
+    """One timer for the jobs a claim started with the same timeout.
+
+    A claim of 500 jobs arms one timer, not 500: a TimerHandle per job, armed and then
+    cancelled, was 5 % of a draining worker's time. The timer is cancelled once every
+    one of its jobs has settled, so finished batches do not pile up in the event loop's
+    heap for the length of their timeout.
+    """
+
+    __slots__ = ("handle", "pending", "runs")
+
+    def __init__(self, runs: list[Running]) -> None:
+        self.runs = runs
+        self.pending = len(runs)
+        self.handle: asyncio.TimerHandle | None = None
+
+    def release(self) -> None:
+        """One of its jobs settled."""
+        self.pending -= 1
+        if self.pending == 0:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.runs = []
 
 
 class Worker:
@@ -390,8 +415,7 @@ class Worker:
             if run.settled:
                 continue  # outcome queued; a stuck thread is simply abandoned
             run.settled = True
-            if run.timer is not None:
-                run.timer.cancel()
+            self._disarm(run)
             run.ctx._cancel("shutdown")
             if run.aio_task is not None:
                 run.aio_task.cancel()
@@ -517,12 +541,19 @@ class Worker:
             ends: dict[str, tuple[int, int]] = {}
             if rows:
                 self._waiting = False  # the claim statement cleared the flag
+                by_timeout: dict[float, list[Running]] = {}
                 for row in rows:
                     queue, end = row[1], (row[4], row[0])  # (priority, id)
                     got[queue] = got.get(queue, 0) + 1
                     if queue not in ends or end > ends[queue]:
                         ends[queue] = end
-                    self._start(row)
+                    run = self._start(row)
+                    if run is not None:
+                        by_timeout.setdefault(run.timeout, []).append(run)
+                # Armed before any handler can report back: their callbacks run on this
+                # loop, after this synchronous stretch.
+                for timeout, runs in by_timeout.items():
+                    self._arm(runs, timeout)
                 total += len(rows)
                 slots -= len(rows)
             for queue, quota in quotas.items():
@@ -560,7 +591,9 @@ class Worker:
 
     # --- running -------------------------------------------------------------------
 
-    def _start(self, row: tuple[Any, ...]) -> None:
+    def _start(self, row: tuple[Any, ...]) -> Running | None:
+        """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
+        there is no handler for it (its attempt is already recorded as failed)."""
         job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
         loop = self._loop
         assert loop is not None
@@ -579,8 +612,7 @@ class Worker:
             )
             self._conclude(run, error=missing)
             self._finish(run)
-            return
-        run.timer = loop.call_at(now + timeout, self._expire, run)
+            return None
         if registration.is_async:
             run.aio_task = loop.create_task(self._run_async(run, registration))
         else:
@@ -589,6 +621,25 @@ class Worker:
             self._threads.submit(
                 loop, func, args, lambda result, error: self._sync_done(run, result, error)
             )
+        return run
+
+    def _arm(self, runs: list[Running], timeout: float) -> None:
+        """One deadline timer for *runs*, started together with the same *timeout*."""
+        assert self._loop is not None
+        deadline = Deadline(runs)
+        for run in runs:
+            run.deadline = deadline
+        deadline.handle = self._loop.call_at(runs[0].started + timeout, self._expire_all, deadline)
+
+    def _expire_all(self, deadline: Deadline) -> None:
+        for run in deadline.runs:
+            self._expire(run)  # a no-op for those that settled meanwhile
+
+    def _disarm(self, run: Running) -> None:
+        """*run* settled: it no longer needs its deadline."""
+        if run.deadline is not None:
+            run.deadline.release()
+            run.deadline = None
 
     def _with_middleware(self, func: Any, ctx: Context, task: Task) -> Any:
         """Call a sync handler inside every middleware (in its thread, outermost first)."""
@@ -639,8 +690,7 @@ class Worker:
         if run.ctx._committed:
             # ctx.transaction() already recorded the completion with the handler's work.
             run.settled = True
-            if run.timer is not None:
-                run.timer.cancel()
+            self._disarm(run)
             self.processed += 1
             if error is not None:
                 log.error(
@@ -699,8 +749,7 @@ class Worker:
         if run.settled:
             return
         run.settled = True
-        if run.timer is not None:
-            run.timer.cancel()
+        self._disarm(run)
         if outcome.state == "completed":
             self.processed += 1
         elif outcome.failed:
@@ -752,8 +801,7 @@ class Worker:
             return
         # The database already says cancelled; stop the code and record nothing.
         run.settled = True
-        if run.timer is not None:
-            run.timer.cancel()
+        self._disarm(run)
         run.ctx._cancel("cancelled")
         if run.aio_task is not None:
             run.aio_task.cancel()

@@ -117,6 +117,10 @@ returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
 -- snooze, run after delay seconds); refund gives the attempt back (a snooze is not a
 -- failure); result is the handler's return value as JSON text. Clients blocked in
 -- wait() on one of these jobs (a row in waiters) get a NOTIFY on {schema}_finished.
+-- A column that holds only its default for the whole batch may be sent as NULL instead
+-- (states: completed, delays: 0, refunds: false, errors and results: none), and the
+-- arrays are sent in binary (the b placeholders): turning 500 Python values into array
+-- text took the worker about 1 ms per batch, more than the rest of its bookkeeping.
 --
 -- Plan shape matters. A queue table's statistics are always stale (analysed when the
 -- rows were 'available', now they are 'running'), and a guard written as
@@ -128,10 +132,12 @@ returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
 -- rows are found by primary key. UPDATE and DELETE re-check every condition on the
 -- newest version of a row another transaction changed meanwhile, so the guard holds.
 with outcome as (
-    select o.*, 'running'::{schema}.job_state as running
-    from unnest(%(ids)s::int8[], %(attempts)s::int4[], %(states)s::text[],
-                %(delays)s::float8[], %(errors)s::text[], %(results)s::text[],
-                %(refunds)s::bool[])
+    select o.id, o.attempt, coalesce(o.state, 'completed') as state,
+           coalesce(o.delay, 0) as delay, o.error, o.result,
+           coalesce(o.refund, false) as refund, 'running'::{schema}.job_state as running
+    from unnest(%(ids)b::int8[], %(attempts)b::int4[], %(states)b::text[],
+                %(delays)b::float8[], %(errors)b::text[], %(results)b::text[],
+                %(refunds)b::bool[])
          as o(id, attempt, state, delay, error, result, refund)
 ),
 deleted as (
