@@ -397,6 +397,33 @@ async def test_a_timeout_cancels_an_async_handler(dsn, db, running) -> None:
     await asyncio.wait_for(cancelled.wait(), 10)
 
 
+async def test_one_deadline_serves_a_batch_whose_jobs_end_at_different_times(
+    dsn, db, running
+) -> None:
+    """Jobs claimed together with the same timeout share one timer (Deadline): the ones
+    that finish early must not disarm it for the one still running, and the one that
+    runs over must not take the others down with it."""
+    tasks = [pgjobs.Task("quick", {"n": n}, timeout=0.5, max_retry=0) for n in range(3)]
+    tasks.append(pgjobs.Task("slow", timeout=0.5, max_retry=0))
+    quick_ids = pgjobs.enqueue_many(db, tasks)
+    slow_id = quick_ids.pop()
+    server = pgjobs.Server()
+
+    @server.handler("quick")
+    async def quick(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        await asyncio.sleep(0.05)
+
+    @server.handler("slow")
+    async def slow(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        await asyncio.sleep(60)
+
+    # One queue, so that one claim takes all four.
+    await running(server, make_config(dsn, retain_completed=True, queues={"default": 1}))
+    row = await wait_for_state(db, slow_id, "failed")
+    assert row["last_error"].startswith("TimeoutError: timed out after 0.5s")
+    assert [job_row(db, job_id)["state"] for job_id in quick_ids] == ["completed"] * 3
+
+
 async def test_a_timeout_cancels_a_sync_handlers_context(dsn, db, running) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("slow", timeout=0.3, max_retry=0))
     woke = threading.Event()
