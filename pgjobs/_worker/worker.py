@@ -441,11 +441,18 @@ class Worker:
                             if self._free <= 0:
                                 continue
                         self._wake.clear()
-                        claimed = await self._claim(conn, min(self._free, self.config.claim_batch))
+                        asked = min(self._free, self.config.claim_batch)
+                        claimed = await self._claim(conn, asked)
                         failures = 0
-                        if claimed or self._stopping:
+                        if claimed:
                             idle_polls = 0
+                        if claimed == asked or self._stopping:
                             continue
+                        # Every queue came up short: nothing more is ready now. Claiming
+                        # again at once would find nothing (or one job) at the price of a
+                        # statement; under a stream of single enqueues that loop cost a
+                        # claim, and a commit, for every job or two. Wait for a wakeup or
+                        # the first quick poll instead, and claim what arrived meanwhile.
                         listener = self._listener
                         now = self._loop.time()
                         if (
