@@ -125,6 +125,18 @@ async def test_a_pass_deletes_what_is_past_its_retention(dsn, db) -> None:
         " select now() - make_interval(hours => h), 'q', gen_random_uuid(), 1"
         " from generate_series(0, 47) h"
     )
+    # Waiters: a client that died mid-wait leaves its row; a live one removes its own.
+    waiters = [
+        (old["cancelled"][0], "1 hour"),  # job finished: pruned
+        (10**9, "1 hour"),  # job gone: pruned
+        (unfinished[2], "1 hour"),  # job running: kept
+        (old["cancelled"][1], "5 seconds"),  # too young to be sure: kept
+    ]
+    for job_id, age in waiters:
+        db.execute(
+            "insert into pgjobs.waiters (job_id, since) values (%s, now() - %s::interval)",
+            (job_id, age),
+        )
     retention = {"completed": 3600.0, "failed": 3600.0, "cancelled": None}
     pruner = Pruner("pgjobs", 60.0, retention, batch=3)  # small batches: several per kind
     deleted = await prune(dsn, pruner)
@@ -137,7 +149,9 @@ async def test_a_pass_deletes_what_is_past_its_retention(dsn, db) -> None:
     stats = db.execute("select count(*) from pgjobs.stats").fetchone()
     assert stats is not None
     assert stats[0] in (24, 25)  # a day's worth (the boundary hour may go either way)
-    assert deleted == 14 + 3 + (48 - stats[0])
+    left_waiting = {row[0] for row in db.execute("select job_id from pgjobs.waiters")}
+    assert left_waiting == {unfinished[2], old["cancelled"][1]}
+    assert deleted == 14 + 3 + (48 - stats[0]) + 2
     assert await prune(dsn, pruner) == 0
 
 

@@ -11,7 +11,8 @@ LOCKED``; see ``pgjobs/sql/prune.sql``):
 * unique keys held until their job finished, whose job has finished (a slice of them
   per pass, walking the table in key order across passes: such keys are only clutter,
   since an enqueue takes them over anyway);
-* throughput counters (``stats``) older than a day.
+* throughput counters (``stats``) older than a day;
+* waiters left behind by clients that died in ``Client.wait``, once their job finished.
 
 Retention counts from ``finished_at``. Because only the leader prunes, workers never
 contend for the same rows, and a crash mid-pass loses nothing: the next leader's pass
@@ -68,6 +69,7 @@ class Pruner(Service):
         deleted["expired unique keys"] = await self._batches(conn, "unique_key_prune_expired", {})
         deleted["unique keys of finished jobs"] = await self._prune_held_keys(conn)
         deleted["stats rows"] = await self._batches(conn, "stats_prune", {})
+        deleted["stale waiters"] = await self._batches(conn, "waiter_prune_stale", {})
         total = sum(deleted.values())
         if total:
             log.info(

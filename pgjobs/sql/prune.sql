@@ -71,3 +71,26 @@ with gone as (
     returning 1
 )
 select count(*) from gone;
+
+-- name: waiter_prune_stale
+-- Waiters left behind by clients that died while waiting (Client.wait removes its own
+-- row when it returns): their job has finished or is gone, and the row is more than a
+-- minute old. A live waiter re-reads its job every second and leaves once it finished,
+-- so none of its rows can match. waiters has no key: rows are picked by ctid, which the
+-- row lock keeps from changing before the delete.
+with doomed as (
+    select w.ctid
+    from {schema}.waiters w
+    where w.since < now() - interval '1 minute'
+      and not exists (select from {schema}.jobs j
+                      where j.id = w.job_id
+                        and j.state in ('scheduled', 'available', 'running'))
+    limit %(limit)s
+    for update skip locked
+),
+gone as (
+    delete from {schema}.waiters w
+    where w.ctid = any (array(select doomed.ctid from doomed))
+    returning 1
+)
+select count(*) from gone;
