@@ -1,0 +1,111 @@
+"""Where an enqueue's server time goes: ``python -m bench.insert_cost [--clients 1,8]``.
+
+The enqueue workloads compare ``pgjobs.enqueue`` with a one-row INSERT into a plain
+table, through Python. This takes Python out: pgbench runs, from 1 and from 8 clients,
+
+* the plain INSERT of the ceiling (``plain_jobs``: id, kind, payload, created_at);
+* the same INSERT into a copy of ``pgjobs.jobs`` with its columns, defaults and indexes
+  but without its CHECK constraints;
+* the same INSERT into ``pgjobs.jobs`` itself;
+* ``job_insert``, the statement ``pgjobs.enqueue`` sends (from ``pgjobs/sql/jobs.sql``).
+
+Each step down the list adds one thing a queue row pays for, so the ratios to the plain
+INSERT say what each costs. Statements take turns (3 rounds), the median is reported.
+Nothing here is part of the benchmark table; it is a profile to read beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from bench import pg
+from bench.systems.plain import DDL as PLAIN_DDL
+from bench.workloads.ceiling import _render
+from pgjobs import _queries
+
+ROUNDS = 3
+ROW = "('noop', '{\"seq\": 1}'::jsonb)"
+
+
+def statements() -> dict[str, str]:
+    job_insert = _render(
+        _queries.queries("pgjobs")["job_insert"],
+        {
+            "queue": "'default'",
+            "kind": "'noop'",
+            "payload": "'{\"seq\": 1}'",
+            "priority": "0",
+            "max_retry": "25",
+            "timeout": "1800.0",
+            "run_at": "null",
+            "delay": "null",
+        },
+    )
+    return {
+        "plain table": f"insert into plain_jobs (kind, payload) values {ROW}",
+        "jobs columns and indexes, no checks": (
+            f"insert into jobs_unchecked (kind, payload) values {ROW}"
+        ),
+        "pgjobs.jobs (with its checks)": f"insert into pgjobs.jobs (kind, payload) values {ROW}",
+        "job_insert, as pgjobs.enqueue sends it": job_insert,
+    }
+
+
+def pgbench(dsn: str, script: str, clients: int, seconds: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "insert.sql"
+        path.write_text(script.rstrip().rstrip(";") + ";\n")
+        argv = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
+        argv += ["-T", str(seconds), "-f", str(path), dsn]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    return float(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.insert_cost", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--dsn", default=pg.DEFAULT_ADMIN_DSN, help="an admin DSN of the server")
+    parser.add_argument("--clients", default="1,8", help="client counts, comma-separated")
+    parser.add_argument("--seconds", type=int, default=3, help="per statement and round")
+    args = parser.parse_args()
+    with pg.fresh_database(args.dsn, "insert_cost") as dsn:
+        subprocess.run(
+            [sys.executable, "-m", "pgjobs", "migrate", "--dsn", dsn],
+            check=True,
+            capture_output=True,
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(PLAIN_DDL)
+            conn.execute(
+                "create table jobs_unchecked (like pgjobs.jobs"
+                " including defaults including identity including indexes)"
+            )
+        cases = statements()
+        for clients in (int(n) for n in args.clients.split(",")):
+            tps: dict[str, list[float]] = {name: [] for name in cases}
+            for _ in range(ROUNDS):
+                for name, script in cases.items():
+                    tps[name].append(pgbench(dsn, script, clients, args.seconds))
+            base = statistics.median(tps["plain table"])
+            how = f"pgbench -M prepared, median of {ROUNDS} x {args.seconds} s"
+            print(f"\n{clients} client(s), {how}")
+            for name, runs in tps.items():
+                rate = statistics.median(runs)
+                print(f"  {name:40} {rate:9,.0f} tps  {rate / base:6.0%} of the plain INSERT")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
