@@ -17,18 +17,14 @@ Nothing here is part of the benchmark table; it is a profile to read beside it.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import psycopg
 
 from bench import pg
-from bench.systems.plain import DDL as PLAIN_DDL
-from bench.workloads.ceiling import _render
+from bench.systems import get
+from bench.workloads.ceiling import pgbench, render
 from pgjobs import _queries
 
 ROUNDS = 3
@@ -36,7 +32,7 @@ ROW = "('noop', '{\"seq\": 1}'::jsonb)"
 
 
 def statements() -> dict[str, str]:
-    job_insert = _render(
+    job_insert = render(
         _queries.queries("pgjobs")["job_insert"],
         {
             "queue": "'default'",
@@ -59,19 +55,6 @@ def statements() -> dict[str, str]:
     }
 
 
-def pgbench(dsn: str, script: str, clients: int, seconds: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "insert.sql"
-        path.write_text(script.rstrip().rstrip(";") + ";\n")
-        argv = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
-        argv += ["-T", str(seconds), "-f", str(path), dsn]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
-    return float(found.group(1))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.insert_cost", description=(__doc__ or "").splitlines()[0]
@@ -81,23 +64,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=3, help="per statement and round")
     args = parser.parse_args()
     with pg.fresh_database(args.dsn, "insert_cost") as dsn:
-        subprocess.run(
-            [sys.executable, "-m", "pgjobs", "migrate", "--dsn", dsn],
-            check=True,
-            capture_output=True,
-        )
+        get("pgjobs").install(dsn)
+        get("plain").install(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(PLAIN_DDL)
             conn.execute(
                 "create table jobs_unchecked (like pgjobs.jobs"
                 " including defaults including identity including indexes)"
             )
         cases = statements()
         for clients in (int(n) for n in args.clients.split(",")):
+            options = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(args.seconds)]
             tps: dict[str, list[float]] = {name: [] for name in cases}
             for _ in range(ROUNDS):
                 for name, script in cases.items():
-                    tps[name].append(pgbench(dsn, script, clients, args.seconds))
+                    tps[name].append(pgbench(dsn, script.rstrip().rstrip(";") + ";\n", options)[0])
             base = statistics.median(tps["plain table"])
             how = f"pgbench -M prepared, median of {ROUNDS} x {args.seconds} s"
             print(f"\n{clients} client(s), {how}")

@@ -45,7 +45,7 @@ delete from pgjobs.jobs where id = any (:ids::int8[]);
 """
 
 
-def _render(statement: bytes, values: dict[str, str], fill: str | None = None) -> str:
+def render(statement: bytes, values: dict[str, str], fill: str | None = None) -> str:
     """Swap psycopg placeholders for pgbench variables or SQL literals.
 
     With *fill* (an array length), a parameter not in *values* that is cast to an array
@@ -70,7 +70,7 @@ def pgjobs_script(batch: int) -> str:
     """``job_claim`` then ``job_finish_many`` as one pgbench script."""
     statements = _queries.queries("pgjobs")
     worker = f"'{uuid.uuid4()}'::uuid"
-    claim = _render(
+    claim = render(
         statements["job_claim"],
         {
             "queues": "'{default}'",
@@ -87,7 +87,7 @@ def pgjobs_script(batch: int) -> str:
         },
     )
     every = "array[cardinality(:ids::int8[])]"
-    finish = _render(
+    finish = render(
         statements["job_finish_many"],
         {
             "ids": ":ids",
@@ -140,6 +140,20 @@ def _fill(dsn: str, count: int) -> None:
     pg.settle(dsn)
 
 
+def pgbench(dsn: str, script: str, options: list[str]) -> tuple[float, str]:
+    """Run *script* with pgbench (prepared statements, plus *options*): its tps without
+    connection time, and its whole report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script)
+        argv = ["pgbench", "-n", "-M", "prepared", *options, "-f", str(path), dsn]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    return float(found.group(1)), done.stdout
+
+
 def _pgbench(dsn: str, script: str, runs: int) -> tuple[float, list[float]]:
     """Run *script* *runs* times from one client: scripts per second, ms per statement.
 
@@ -147,19 +161,12 @@ def _pgbench(dsn: str, script: str, runs: int) -> tuple[float, list[float]]:
     cheap no-op, and averaging those in would make the ceiling whatever the table size
     divided by the duration happened to be.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "script.sql"
-        path.write_text(script)
-        argv = ["pgbench", "-n", "-r", "-M", "prepared", "-c", "1", "-j", "1"]
-        argv += ["-t", str(runs), "-D", "floor=0", "-f", str(path), dsn]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    options = ["-r", "-c", "1", "-j", "1", "-t", str(runs), "-D", "floor=0"]
+    tps, report = pgbench(dsn, script, options)
     latencies = re.findall(
-        r"^\s+([\d.]+)\s+\d+\s+\S", done.stdout.split("statement latencies")[-1], re.M
+        r"^\s+([\d.]+)\s+\d+\s+\S", report.split("statement latencies")[-1], re.M
     )
-    return float(found.group(1)), [float(ms) for ms in latencies]
+    return tps, [float(ms) for ms in latencies]
 
 
 def _left(dsn: str) -> int:
