@@ -141,6 +141,71 @@ def test_every_revision_steps_down_and_up(empty_dsn: str) -> None:
         assert revision(empty_dsn) == previous
 
 
+def grants_and_comments(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    """Who may use each relation and function of *schema*, and the comments on them."""
+    relations = conn.execute(
+        """select c.relname, c.relacl::text, obj_description(c.oid, 'pg_class'),
+                  array(select a.attname || ': ' || col_description(c.oid, a.attnum)
+                        from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
+                          and col_description(c.oid, a.attnum) is not null
+                        order by a.attnum)
+           from pg_class c where c.relnamespace = %s::regnamespace order by 1""",
+        (schema,),
+    ).fetchall()
+    functions = conn.execute(
+        """select p.oid::regprocedure::text, p.proacl::text, obj_description(p.oid, 'pg_proc'),
+                  pg_get_userbyid(p.proowner)
+           from pg_proc p where p.pronamespace = %s::regnamespace order by 1""",
+        (schema,),
+    ).fetchall()
+    return {"relations": relations, "functions": functions}
+
+
+def test_0005_keeps_the_jobs_and_what_reads_the_columns_it_retypes(empty_dsn: str) -> None:
+    """0005 changes five columns' types under three views and a SQL function, which it
+    drops and creates again: their grants and comments must come back, the rows stay,
+    and stepping down restores 0004 exactly."""
+    role = f"pgjobs_test_{secrets.token_hex(4)}"
+    migrate.upgrade(empty_dsn, revision="0004")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        job_id = pgjobs.enqueue(conn, pgjobs.Task("kept", {"n": 1}, queue="q", max_retry=0))
+        conn.execute(f"create role {role}".encode())
+    try:
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            for statement in (
+                f"grant select on pgjobs.failed_jobs to {role} with grant option",
+                "revoke execute on function pgjobs.queue_known(text) from public",
+                f"grant execute on function pgjobs.queue_known(text) to {role}",
+                "comment on column pgjobs.running_jobs.kind is 'what runs'",
+            ):
+                conn.execute(statement.encode())
+            signature = schema_signature(conn, "pgjobs")
+            privileges = grants_and_comments(conn, "pgjobs")
+            assert "what runs" in str(privileges)
+
+        migrate.upgrade(empty_dsn, revision="0005")
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            assert grants_and_comments(conn, "pgjobs") == privileges
+            assert conn.execute(
+                "select id, kind, queue, max_retry from pgjobs.jobs"
+            ).fetchall() == [(job_id, "kept", "q", 0)]
+            assert conn.execute("select pgjobs.queue_known('q')").fetchone() == (True,)
+            for view in ("failed_jobs", "running_jobs", "queue_summary"):
+                conn.execute(f"select * from pgjobs.{view}".encode())
+            with pytest.raises(psycopg.errors.CheckViolation, match="job_kind"):
+                conn.execute("insert into pgjobs.jobs (kind) values (' ')")
+
+        migrate.downgrade(empty_dsn, "0004")
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            assert schema_signature(conn, "pgjobs") == signature
+            assert grants_and_comments(conn, "pgjobs") == privileges
+            assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
+    finally:
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}".encode())
+            conn.execute(f"drop role {role}".encode())
+
+
 def test_rerun_is_idempotent_and_keeps_data(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         before = schema_signature(conn, "pgjobs")
