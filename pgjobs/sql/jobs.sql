@@ -15,21 +15,20 @@
 -- One job. The wakeup NOTIFY is sent only when a worker of this queue is waiting for
 -- work: a NOTIFY takes a cluster-wide lock at commit, so notifying on every insert
 -- would serialise concurrent enqueuers exactly when workers are too busy to need it.
-with job as (
-    insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
-    select %(queue)s, %(kind)s, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
-           make_interval(secs => %(timeout)s), t.run_at,
-           case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
-    from (select coalesce(%(run_at)s::timestamptz,
-                          now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) as run_at) t
-    returning id, queue, state
-)
-select job.id,
-       case when job.state = 'available'
-                 and exists (select from {schema}.workers w
-                             where w.waiting and job.queue = any (w.queues))
-            then pg_notify('{schema}_wakeup', job.queue) end
-from job;
+-- One INSERT whose RETURNING decides the NOTIFY from the row just written: as a CTE
+-- followed by a SELECT, the same work cost a twentieth of the inserts per second with 8
+-- concurrent enqueuers (bench/insert_cost.py).
+insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
+select %(queue)s, %(kind)s, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
+       make_interval(secs => %(timeout)s), t.run_at,
+       case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
+from (select coalesce(%(run_at)s::timestamptz,
+                      now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) as run_at) t
+returning id,
+          case when state = 'available'
+                    and exists (select from {schema}.workers w
+                                where w.waiting and queue = any (w.queues))
+               then pg_notify('{schema}_wakeup', queue) end;
 
 -- name: job_reserve_ids
 -- Bulk enqueue, step 1 of 3: ids for the rows COPY will write (so they come back in input
