@@ -21,8 +21,21 @@ from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus
+from psycopg.rows import tuple_row
 
 TUPLES_OK = ExecStatus.TUPLES_OK
+
+#: The attribute under which a connection keeps the cursor its operations run on.
+#: A cursor remembers how to send each type of parameter and read each type of column;
+#: a fresh one per statement (``conn.execute``) looked all of them up again, which was
+#: a fifth of an enqueue's client CPU. Keeping it took 8 processes enqueueing at once
+#: (one connection each) from 68-73 % to 79-84 % of the plain INSERT's rate. Its rows
+#: are tuples whatever the connection's own row factory.
+_KEPT_CURSOR = "_pgjobs_cursor"
+
+#: A cursor keeps its last result until its next statement; after a larger one it is
+#: dropped rather than kept, so that an idle connection holds no big result.
+_KEEP_AFTER_ROWS = 100
 
 __all__ = ["Copy", "Op", "Rows", "Statement", "run", "run_async"]
 
@@ -58,37 +71,62 @@ def _has_rows(cursor: Any) -> bool:
     return result is not None and result.status == TUPLES_OK
 
 
+def _take_cursor(conn: Any) -> Any:
+    """The connection's kept cursor, or a new one. Taking it out (one atomic ``pop``)
+    means that two threads, or two asyncio tasks, sharing a connection never share a
+    cursor: the second one to come makes its own."""
+    kept = getattr(conn, "__dict__", {}).pop(_KEPT_CURSOR, None)
+    return kept if kept is not None else conn.cursor(row_factory=tuple_row)
+
+
+def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
+    if len(rows) <= _KEEP_AFTER_ROWS and hasattr(conn, "__dict__"):
+        conn.__dict__[_KEPT_CURSOR] = cursor
+
+
 def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
     """Drive *op* on a sync psycopg connection, inside whatever transaction it is in."""
+    cursor: psycopg.Cursor[tuple[Any, ...]] | None = None
+    rows: Rows = []
     try:
         statement = next(op)
+        cursor = _take_cursor(conn)  # not before: an operation may send nothing
         while True:
-            rows: Rows = []
+            rows = []
             if isinstance(statement, Copy):
-                with conn.cursor().copy(statement.query) as copy:
+                with cursor.copy(statement.query) as copy:
                     for row in statement.rows:
                         copy.write_row(row)
             else:
-                cursor = conn.execute(statement.query, statement.params)
+                cursor.execute(statement.query, statement.params)
                 rows = cursor.fetchall() if _has_rows(cursor) else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    finally:
+        if cursor is not None:
+            _keep_cursor(conn, cursor, rows)
 
 
 async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
     """Drive *op* on an async psycopg connection, inside whatever transaction it is in."""
+    cursor: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
+    rows: Rows = []
     try:
         statement = next(op)
+        cursor = _take_cursor(conn)  # not before: an operation may send nothing
         while True:
-            rows: Rows = []
+            rows = []
             if isinstance(statement, Copy):
-                async with conn.cursor().copy(statement.query) as copy:
+                async with cursor.copy(statement.query) as copy:
                     for row in statement.rows:
                         await copy.write_row(row)
             else:
-                cursor = await conn.execute(statement.query, statement.params)
+                await cursor.execute(statement.query, statement.params)
                 rows = await cursor.fetchall() if _has_rows(cursor) else []
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    finally:
+        if cursor is not None:
+            _keep_cursor(conn, cursor, rows)

@@ -703,3 +703,60 @@ def test_no_wakeup_for_scheduled_or_rolled_back_jobs(dsn: str, db: psycopg.Conne
             raise Boom
 
     assert _wakeups_until_sentinel(dsn, rolled_back) == []
+
+
+# --- one connection, many callers ---------------------------------------------------------
+
+
+def _markers(db: psycopg.Connection[Any]) -> dict[int, int]:
+    """Each job's id -> the marker its payload carries."""
+    rows = db.execute("select id, (payload->>'marker')::int from pgjobs.jobs").fetchall()
+    return dict(rows)
+
+
+def test_threads_sharing_a_connection_each_get_their_own_ids(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """psycopg lets threads share a connection; an enqueue must return the id of the job
+    it wrote, never that of a job another thread wrote at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with psycopg.connect(dsn, autocommit=True) as shared:
+
+        def enqueue_some(thread: int) -> list[tuple[int, int]]:
+            markers = range(thread * 1000, thread * 1000 + 150)
+            return [(pgjobs.enqueue(shared, Task("k", {"marker": m})), m) for m in markers]
+
+        with ThreadPoolExecutor(4) as pool:
+            returned = [pair for pairs in pool.map(enqueue_some, range(4)) for pair in pairs]
+    assert len(returned) == 600
+    assert dict(returned) == _markers(db)
+
+
+async def test_tasks_sharing_an_async_connection_each_get_their_own_ids(
+    aconn: psycopg.AsyncConnection[Any], db: psycopg.Connection[Any]
+) -> None:
+    import asyncio
+
+    await aconn.set_autocommit(True)
+
+    async def enqueue_one(marker: int) -> tuple[int, int]:
+        return await pgjobs.enqueue_async(aconn, Task("k", {"marker": marker})), marker
+
+    returned = await asyncio.gather(*(enqueue_one(marker) for marker in range(300)))
+    assert dict(returned) == _markers(db)
+
+
+def test_a_connection_with_another_row_factory(dsn: str, db: psycopg.Connection[Any]) -> None:
+    """The application's row factory is its own business: ids still come back as ints."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        one = pgjobs.enqueue(conn, Task("k"))
+        many = pgjobs.enqueue_many(conn, [Task("k"), Task("k")])
+        unique = pgjobs.enqueue_unique(conn, Task("k", unique_key="u"))
+        assert conn.execute("select 1 as one").fetchone() == {"one": 1}
+    assert [one, *many, unique.id] == [
+        row[0] for row in db.execute("select id from pgjobs.jobs order by id")
+    ]
+    assert all(isinstance(job_id, int) for job_id in [one, *many, unique.id])
