@@ -17,9 +17,12 @@
 -- would serialise concurrent enqueuers exactly when workers are too busy to need it.
 -- One INSERT whose RETURNING decides the NOTIFY from the row just written: as a CTE
 -- followed by a SELECT, the same work cost a twentieth of the inserts per second with 8
--- concurrent enqueuers (bench/insert_cost.py).
+-- concurrent enqueuers (bench/insert_cost.py). Queue and kind are sent as text: typed
+-- as their columns' domains, each value would be checked by domain_in, which prepares
+-- the domain's rules afresh for every call; text is checked by the insert, which
+-- prepares them once per statement.
 insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
-select %(queue)s, %(kind)s, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
+select %(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
        make_interval(secs => %(timeout)s), t.run_at,
        case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
 from (select coalesce(%(run_at)s::timestamptz,

@@ -38,8 +38,8 @@ claim as (
 job as (
     insert into {schema}.jobs (id, queue, kind, payload, priority, max_retry, timeout, run_at,
                                state)
-    select new.id, %(queue)s, %(kind)s, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
-           make_interval(secs => %(timeout)s), t.run_at,
+    select new.id, %(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s,
+           %(max_retry)s, make_interval(secs => %(timeout)s), t.run_at,
            case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
     from new
     join claim on claim.job_id = new.id
