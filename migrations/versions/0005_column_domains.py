@@ -3,7 +3,7 @@
 PostgreSQL prepares a table's CHECK constraints afresh for every statement that writes
 it: each is read back from its stored node text and planned again before the first row
 is checked. For a one-row enqueue that fixed cost is a large part of the statement:
-with 8 concurrent enqueuers, pgbench inserts 16 % fewer rows per second into the jobs
+with 8 concurrent enqueuers, pgbench inserts 14-17 % fewer rows per second into the jobs
 table with its five CHECK constraints than into a copy without them. A domain's
 constraints are planned once per connection and cached, so the same five rules as
 domains cost about a third of that (``python -m bench.insert_cost`` measures both).
