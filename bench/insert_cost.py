@@ -5,11 +5,13 @@ table, through Python. This takes Python out: pgbench runs, from 1 and from 8 cl
 
 * the plain INSERT of the ceiling (``plain_jobs``: id, kind, payload, created_at);
 * the same INSERT into a copy of ``pgjobs.jobs`` with its columns, defaults and indexes
-  but without its CHECK constraints;
-* the same INSERT into ``pgjobs.jobs`` itself;
+  but without its rules (the domains' base types);
+* the same with the rules as table CHECK constraints, as before migration 0005;
+* the same INSERT into ``pgjobs.jobs`` itself, whose rules are domains;
 * ``job_insert``, the statement ``pgjobs.enqueue`` sends (from ``pgjobs/sql/jobs.sql``).
 
-Each step down the list adds one thing a queue row pays for, so the ratios to the plain
+Each step down the list adds one thing a queue row pays for (the CHECK constraints and
+the domains are two ways of paying for the same rules), so the ratios to the plain
 INSERT say what each costs. Statements take turns (3 rounds), the median is reported.
 Nothing here is part of the benchmark table; it is a profile to read beside it.
 """
@@ -30,6 +32,22 @@ from pgjobs import _queries
 ROUNDS = 3
 ROW = "('noop', '{\"seq\": 1}'::jsonb)"
 
+#: Two copies of pgjobs.jobs: without its rules, and with them as CHECK constraints.
+COPIES = """
+create table jobs_unchecked (like pgjobs.jobs including defaults including identity
+                             including indexes);
+alter table jobs_unchecked
+    alter column kind type text, alter column queue type text,
+    alter column max_retry type integer, alter column attempt type integer,
+    alter column timeout type interval;
+create table jobs_checked (like jobs_unchecked including defaults including identity
+                           including indexes);
+alter table jobs_checked
+    add check (length(kind) between 1 and 255 and btrim(kind) <> ''),
+    add check (length(queue) between 1 and 255 and btrim(queue) <> ''),
+    add check (max_retry >= 0), add check (timeout > interval '0'), add check (attempt >= 0);
+"""
+
 
 def statements() -> dict[str, str]:
     job_insert = render(
@@ -47,10 +65,13 @@ def statements() -> dict[str, str]:
     )
     return {
         "plain table": f"insert into plain_jobs (kind, payload) values {ROW}",
-        "jobs columns and indexes, no checks": (
+        "jobs columns and indexes, no rules": (
             f"insert into jobs_unchecked (kind, payload) values {ROW}"
         ),
-        "pgjobs.jobs (with its checks)": f"insert into pgjobs.jobs (kind, payload) values {ROW}",
+        "the rules as CHECK constraints": f"insert into jobs_checked (kind, payload) values {ROW}",
+        "pgjobs.jobs (the rules as domains)": (
+            f"insert into pgjobs.jobs (kind, payload) values {ROW}"
+        ),
         "job_insert, as pgjobs.enqueue sends it": job_insert,
     }
 
@@ -67,10 +88,7 @@ def main() -> int:
         get("pgjobs").install(dsn)
         get("plain").install(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                "create table jobs_unchecked (like pgjobs.jobs"
-                " including defaults including identity including indexes)"
-            )
+            conn.execute(COPIES)
         cases = statements()
         for clients in (int(n) for n in args.clients.split(",")):
             options = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(args.seconds)]
