@@ -15,23 +15,23 @@
 -- One job. The wakeup NOTIFY is sent only when a worker of this queue is waiting for
 -- work: a NOTIFY takes a cluster-wide lock at commit, so notifying on every insert
 -- would serialise concurrent enqueuers exactly when workers are too busy to need it.
--- One INSERT whose RETURNING decides the NOTIFY from the row just written: as a CTE
--- followed by a SELECT, the same work cost a twentieth of the inserts per second with 8
--- concurrent enqueuers (bench/insert_cost.py). Queue and kind are sent as text: typed
--- as their columns' domains, each value would be checked by domain_in, which prepares
--- the domain's rules afresh for every call; text is checked by the insert, which
--- prepares them once per statement.
-insert into {schema}.jobs (queue, kind, payload, priority, max_retry, timeout, run_at, state)
+-- One INSERT whose RETURNING decides the NOTIFY from the row just written (as a CTE and
+-- a SELECT over it, the same work ran a twentieth slower under 8 concurrent enqueuers,
+-- by pgbench). Queue and kind are sent as text: typed as their columns' domains, each
+-- value would be checked by domain_in, which sets the domain's rules up afresh for
+-- every value; as text they are checked by the insert, which sets them up once.
+insert into {schema}.jobs as j (queue, kind, payload, priority, max_retry, timeout, run_at,
+                                state)
 select %(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
        make_interval(secs => %(timeout)s), t.run_at,
        case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
 from (select coalesce(%(run_at)s::timestamptz,
                       now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) as run_at) t
-returning id,
-          case when state = 'available'
+returning j.id,
+          case when j.state = 'available'
                     and exists (select from {schema}.workers w
-                                where w.waiting and queue = any (w.queues))
-               then pg_notify('{schema}_wakeup', queue) end;
+                                where w.waiting and j.queue = any (w.queues))
+               then pg_notify('{schema}_wakeup', j.queue) end;
 
 -- name: job_reserve_ids
 -- Bulk enqueue, step 1 of 3: ids for the rows COPY will write (so they come back in input
