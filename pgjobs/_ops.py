@@ -35,7 +35,7 @@ _KEPT_CURSOR = "_pgjobs_cursor"
 
 #: A cursor keeps its last result until its next statement; after a larger one it is
 #: dropped rather than kept, so that an idle connection holds no big result.
-_KEEP_AFTER_ROWS = 100
+_MAX_ROWS_KEPT = 100
 
 __all__ = ["Copy", "Op", "Rows", "Statement", "run", "run_async"]
 
@@ -80,7 +80,7 @@ def _take_cursor(conn: Any) -> Any:
 
 
 def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
-    if len(rows) <= _KEEP_AFTER_ROWS and hasattr(conn, "__dict__"):
+    if len(rows) <= _MAX_ROWS_KEPT and hasattr(conn, "__dict__"):
         conn.__dict__[_KEPT_CURSOR] = cursor
 
 
