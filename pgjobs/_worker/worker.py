@@ -414,8 +414,7 @@ class Worker:
         for run in list(self._running.values()):
             if run.settled:
                 continue  # outcome queued; a stuck thread is simply abandoned
-            run.settled = True
-            self._disarm(run)
+            self._mark_settled(run)
             run.ctx._cancel("shutdown")
             if run.aio_task is not None:
                 run.aio_task.cancel()
@@ -642,8 +641,9 @@ class Worker:
         for run in deadline.runs:
             self._expire(run)  # a no-op for those that settled meanwhile
 
-    def _disarm(self, run: Running) -> None:
-        """*run* settled: it no longer needs its deadline."""
+    def _mark_settled(self, run: Running) -> None:
+        """*run*'s fate is decided: mark it so, and let its deadline go."""
+        run.settled = True
         if run.deadline is not None:
             run.deadline.release()
             run.deadline = None
@@ -696,8 +696,7 @@ class Worker:
             return
         if run.ctx._committed:
             # ctx.transaction() already recorded the completion with the handler's work.
-            run.settled = True
-            self._disarm(run)
+            self._mark_settled(run)
             self.processed += 1
             if error is not None:
                 log.error(
@@ -755,8 +754,7 @@ class Worker:
     def _settle(self, run: Running, outcome: Outcome) -> None:
         if run.settled:
             return
-        run.settled = True
-        self._disarm(run)
+        self._mark_settled(run)
         if outcome.state == "completed":
             self.processed += 1
         elif outcome.failed:
@@ -807,8 +805,7 @@ class Worker:
         if action != "cancel" or run is None or run.settled:
             return
         # The database already says cancelled; stop the code and record nothing.
-        run.settled = True
-        self._disarm(run)
+        self._mark_settled(run)
         run.ctx._cancel("cancelled")
         if run.aio_task is not None:
             run.aio_task.cancel()
