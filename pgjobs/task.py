@@ -49,6 +49,9 @@ MAX_UNIQUE_KEY_LENGTH = 512
 _PRIORITY_RANGE = (-32768, 32767)  # smallint
 # An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+#: One encoder for every payload: ``json.dumps`` with any option set builds a new
+#: ``JSONEncoder`` per call, which made encoding a small payload 2.4 µs instead of 1.4.
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _seconds(value: float | timedelta, name: str) -> float:
@@ -123,17 +126,23 @@ class Task:
 
     def __post_init__(self) -> None:
         _check_name(self.kind, "kind")
-        _check_name(self.queue, "queue")
-        if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int):
-            raise InvalidTaskError(f"max_retry must be an integer, not {self.max_retry!r}")
-        if not 0 <= self.max_retry <= MAX_MAX_RETRY:
-            raise InvalidTaskError(
-                f"max_retry must be between 0 and {MAX_MAX_RETRY}, not {self.max_retry}"
-            )
-        timeout = _seconds(self.timeout, "timeout")
-        if not timeout > 0:  # also rejects NaN
-            raise InvalidTaskError(f"timeout must be more than 0 seconds, not {self.timeout!r}")
-        object.__setattr__(self, "timeout", timeout)
+        # A field left at its default needs no check: the defaults are valid. A Task is
+        # built for every enqueue, and skipping those checks makes building one a third
+        # cheaper (2.0 -> 1.4 µs for Task(kind, payload)).
+        if self.queue is not DEFAULT_QUEUE:
+            _check_name(self.queue, "queue")
+        if self.max_retry is not DEFAULT_MAX_RETRY:
+            if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int):
+                raise InvalidTaskError(f"max_retry must be an integer, not {self.max_retry!r}")
+            if not 0 <= self.max_retry <= MAX_MAX_RETRY:
+                raise InvalidTaskError(
+                    f"max_retry must be between 0 and {MAX_MAX_RETRY}, not {self.max_retry}"
+                )
+        if self.timeout is not DEFAULT_TIMEOUT:
+            timeout = _seconds(self.timeout, "timeout")
+            if not timeout > 0:  # also rejects NaN
+                raise InvalidTaskError(f"timeout must be more than 0 seconds, not {self.timeout!r}")
+            object.__setattr__(self, "timeout", timeout)
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise InvalidTaskError(f"priority must be an integer, not {self.priority!r}")
         low, high = _PRIORITY_RANGE
@@ -194,15 +203,18 @@ def encode_payload(payload: Any, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> 
     and lets the size limit be measured on exactly what is sent.
     """
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
     if "\\u0000" in text and _JSON_NUL.search(text):
         raise PayloadError("payload contains a NUL character, which jsonb cannot store")
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError as exc:  # ensure_ascii=False leaves lone surrogates in
-        raise PayloadError(f"payload is not valid Unicode text: {exc.reason}") from exc
+    if text.isascii():  # one byte per character, and no lone surrogates: nothing to encode
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:  # ensure_ascii=False leaves lone surrogates in
+            raise PayloadError(f"payload is not valid Unicode text: {exc.reason}") from exc
     if size > max_bytes:
         raise PayloadTooLargeError(size, max_bytes)
     return text
