@@ -8,7 +8,9 @@ table, through Python. This takes Python out: pgbench runs, from 1 and from 8 cl
   but without its rules (the domains' base types);
 * the same with the rules as table CHECK constraints, as before migration 0005;
 * the same INSERT into ``pgjobs.jobs`` itself, whose rules are domains;
-* ``job_insert``, the statement ``pgjobs.enqueue`` sends (from ``pgjobs/sql/jobs.sql``).
+* ``job_insert_available``, the statement ``pgjobs.enqueue`` sends for a job due at once,
+  and ``job_insert``, the one it sends for a job with a ``run_at`` or a ``delay`` (both
+  from ``pgjobs/sql/jobs.sql``; given neither, so that they insert the same row).
 
 Each step down the list adds one thing a queue row pays for (the CHECK constraints and
 the domains are two ways of paying for the same rules), so the ratios to the plain
@@ -50,19 +52,17 @@ alter table jobs_checked
 
 
 def statements() -> dict[str, str]:
-    job_insert = render(
-        _queries.queries("pgjobs")["job_insert"],
-        {
-            "queue": "'default'",
-            "kind": "'noop'",
-            "payload": "'{\"seq\": 1}'",
-            "priority": "0",
-            "max_retry": "25",
-            "timeout": "1800.0",
-            "run_at": "null",
-            "delay": "null",
-        },
-    )
+    queries = _queries.queries("pgjobs")
+    values = {
+        "queue": "'default'",
+        "kind": "'noop'",
+        "payload": "'{\"seq\": 1}'",
+        "priority": "0",
+        "max_retry": "25",
+        "timeout": "1800.0",
+        "run_at": "null",
+        "delay": "null",
+    }
     return {
         "plain table": f"insert into plain_jobs (kind, payload) values {ROW}",
         "jobs columns and indexes, no rules": (
@@ -72,7 +72,8 @@ def statements() -> dict[str, str]:
         "pgjobs.jobs (the rules as domains)": (
             f"insert into pgjobs.jobs (kind, payload) values {ROW}"
         ),
-        "job_insert, as pgjobs.enqueue sends it": job_insert,
+        "job_insert_available (a job due now)": render(queries["job_insert_available"], values),
+        "job_insert (for run_at or delay)": render(queries["job_insert"], values),
     }
 
 

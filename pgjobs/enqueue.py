@@ -84,11 +84,18 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
     if task.unique_key is not None:
         result = yield from unique_insert_op(task, schema, max_payload_bytes)
         return result.id
-    rows = yield Statement(_queries.queries(schema)["job_insert"], _params(task, max_payload_bytes))
+    params = _params(task, max_payload_bytes)
+    if task.run_at is None and task.delay is None:
+        rows = yield Statement(_queries.queries(schema)["job_insert_available"], params)
+    else:
+        params.update(run_at=task.run_at, delay=task.delay)
+        rows = yield Statement(_queries.queries(schema)["job_insert"], params)
     return int(rows[0][0])
 
 
 def _params(task: Task, max_payload_bytes: int) -> dict[str, Any]:
+    """The parameters of every insert. Only a job that is not due at once needs run_at
+    and delay (see job_insert_available): each parameter sent costs the client."""
     return {
         "queue": task.queue,
         "kind": task.kind,
@@ -96,8 +103,6 @@ def _params(task: Task, max_payload_bytes: int) -> dict[str, Any]:
         "priority": task.priority,
         "max_retry": task.max_retry,
         "timeout": task.timeout,
-        "run_at": task.run_at,
-        "delay": task.delay,
     }
 
 
@@ -119,7 +124,9 @@ def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[Enqu
         raise InvalidTaskError("enqueue_unique needs a task with a unique_key")
     statements = _queries.queries(schema)
     params = _params(task, max_payload_bytes)
-    params.update(unique_key=task.unique_key, unique_for=task.unique_for)
+    params.update(
+        run_at=task.run_at, delay=task.delay, unique_key=task.unique_key, unique_for=task.unique_for
+    )
     for attempt in range(_MAX_CLAIMS):
         rows = yield Statement(statements["job_insert_unique"], params)
         holder, inserted, until_finished, unfinished, _ = rows[0]
