@@ -5,9 +5,9 @@ and on this shared machine a few microseconds of Python are lost in the noise of
 timings. This counts instead: ``valgrind --tool=callgrind`` runs each way of enqueueing
 in a child process, twice (``--calls`` and three times as many), and the difference
 divided by the extra calls is the client's instructions per call, start-up excluded.
-Counts repeat to about 1 % from run to run, whatever else the machine does. They cover
-Python, psycopg and libpq, not the kernel (the round trip itself) nor the server (see
-``python -m bench.insert_cost`` for that).
+Counts repeat to within about 2 % from run to run, whatever else the machine does.
+They cover Python, psycopg and libpq, not the kernel (the round trip itself) nor the
+server (see ``python -m bench.insert_cost`` for that).
 
 * ``plain``: the ceiling's INSERT, ``conn.execute`` with two parameters;
 * ``psycopg``: ``job_insert_available`` sent by a kept psycopg cursor, as pgjobs does,
@@ -50,8 +50,14 @@ def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
         cursor = conn.cursor()
 
         def raw(i: int) -> None:
-            params = {"queue": "default", "kind": "noop", "priority": 0, "max_retry": 25}
-            params.update(payload=json.dumps({"seq": i}), timeout=1800.0)
+            params = {
+                "queue": "default",
+                "kind": "noop",
+                "payload": json.dumps({"seq": i}),
+                "priority": 0,
+                "max_retry": 25,
+                "timeout": 1800.0,
+            }
             cursor.execute(insert, params)
             cursor.fetchall()
 
