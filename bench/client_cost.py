@@ -29,8 +29,11 @@ from typing import Any
 
 import psycopg
 
+import pgjobs
 from bench import pg
 from bench.systems import get
+from pgjobs import _queries
+from pgjobs.task import Task
 
 WAYS = ("plain", "psycopg", "pgjobs")
 _COLLECTED = re.compile(r"Collected : (\d+)")
@@ -38,10 +41,6 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
     """A function of ``i`` that enqueues one job *way*."""
-    import pgjobs
-    from pgjobs import _queries
-    from pgjobs.task import Task
-
     if way == "plain":
         plain = "insert into plain_jobs (kind, payload) values (%s, %s::jsonb)"
         return lambda i: conn.execute(plain, ("noop", json.dumps({"seq": i})))

@@ -6,9 +6,11 @@ transaction under test, so "visible" and "invisible" mean what another session s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy
 from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
 from sqlalchemy.orm import Session
 
 import pgjobs
@@ -719,8 +722,6 @@ def test_threads_sharing_a_connection_each_get_their_own_ids(
 ) -> None:
     """psycopg lets threads share a connection; an enqueue must return the id of the job
     it wrote, never that of a job another thread wrote at the same moment."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with psycopg.connect(dsn, autocommit=True) as shared:
 
         def enqueue_some(thread: int) -> list[tuple[int, int]]:
@@ -736,8 +737,6 @@ def test_threads_sharing_a_connection_each_get_their_own_ids(
 async def test_tasks_sharing_an_async_connection_each_get_their_own_ids(
     aconn: psycopg.AsyncConnection[Any], db: psycopg.Connection[Any]
 ) -> None:
-    import asyncio
-
     await aconn.set_autocommit(True)
 
     async def enqueue_one(marker: int) -> tuple[int, int]:
@@ -749,8 +748,6 @@ async def test_tasks_sharing_an_async_connection_each_get_their_own_ids(
 
 def test_a_connection_with_another_row_factory(dsn: str, db: psycopg.Connection[Any]) -> None:
     """The application's row factory is its own business: ids still come back as ints."""
-    from psycopg.rows import dict_row
-
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         one = pgjobs.enqueue(conn, Task("k"))
         many = pgjobs.enqueue_many(conn, [Task("k"), Task("k")])
