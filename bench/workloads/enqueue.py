@@ -22,6 +22,7 @@ from bench.apps.signal import now
 from bench.context import Context
 from bench.results import Result, unavailable
 from bench.systems import Producer, System, Unavailable, get
+from bench.turns import rotations
 
 ROUNDS = 3
 WARMUP = 200
@@ -39,13 +40,6 @@ def _enqueue_for(producer: Producer, seconds: float, first: int) -> int:
         producer.enqueue("noop", first + sent)
         sent += 1
     return sent
-
-
-def _rotations(names: Sequence[str]) -> Iterator[str]:
-    """Every name once per round, each round starting one further along."""
-    for round_ in range(ROUNDS):
-        for offset in range(len(names)):
-            yield names[(round_ + offset) % len(names)]
 
 
 def _take_turns(
@@ -71,7 +65,7 @@ def _take_turns(
         }
         before = {name: pg.counters(ctx.admin_dsn, dsn) for name, dsn in dsns.items()}
         with pg.admin(ctx.admin_dsn) as meter:
-            for name in _rotations(names):
+            for _, name in rotations(names, ROUNDS):
                 start = pg.wal_position(meter)
                 got, total = run_slice(name, dsns[name], piece)
                 wal[name] += pg.wal_position(meter) - start
