@@ -10,7 +10,7 @@ They cover Python, psycopg and libpq, not the kernel (the round trip itself) nor
 server (see ``python -m bench.insert_cost`` for that).
 
 * ``plain``: the ceiling's INSERT, ``conn.execute`` with two parameters;
-* ``psycopg``: ``job_insert_available`` sent by a kept psycopg cursor, as pgjobs does,
+* ``psycopg``: ``job_insert_defaults`` sent by a kept psycopg cursor, as pgjobs does,
   with the parameters built by hand: what psycopg and libpq cost on their own;
 * ``pgjobs``: ``pgjobs.enqueue(conn, Task(kind, payload))``.
 
@@ -45,18 +45,11 @@ def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
         plain = "insert into plain_jobs (kind, payload) values (%s, %s::jsonb)"
         return lambda i: conn.execute(plain, ("noop", json.dumps({"seq": i})))
     if way == "psycopg":
-        insert = _queries.queries("pgjobs")["job_insert_available"]
+        insert = _queries.queries("pgjobs")["job_insert_defaults"]
         cursor = conn.cursor()
 
         def raw(i: int) -> None:
-            params = {
-                "queue": "default",
-                "kind": "noop",
-                "payload": json.dumps({"seq": i}),
-                "priority": 0,
-                "max_retry": 25,
-                "timeout": 1800.0,
-            }
+            params = {"queue": "default", "kind": "noop", "payload": json.dumps({"seq": i})}
             cursor.execute(insert, params)
             cursor.fetchall()
 

@@ -8,9 +8,11 @@ table, through Python. This takes Python out: pgbench runs, from 1 and from 8 cl
   but without its rules (the domains' base types);
 * the same with the rules as table CHECK constraints, as before migration 0005;
 * the same INSERT into ``pgjobs.jobs`` itself, whose rules are domains;
-* ``job_insert_available``, the statement ``pgjobs.enqueue`` sends for a job due at once,
-  and ``job_insert``, the one it sends for a job with a ``run_at`` or a ``delay`` (both
-  from ``pgjobs/sql/jobs.sql``; given neither, so that they insert the same row).
+* ``job_insert_defaults``, the statement ``pgjobs.enqueue`` sends for a job due at once
+  with the default priority, max_retry and timeout; ``job_insert_available``, the one
+  for a job due at once with other options; and ``job_insert``, the one for a job with
+  a ``run_at`` or a ``delay`` (all from ``pgjobs/sql/jobs.sql``; given neither, so that
+  they insert the same row).
 
 Each step down the list adds one thing a queue row pays for (the CHECK constraints and
 the domains are two ways of paying for the same rules), so the ratios to the plain
@@ -72,6 +74,7 @@ def statements() -> dict[str, str]:
         "pgjobs.jobs (the rules as domains)": (
             f"insert into pgjobs.jobs (kind, payload) values {ROW}"
         ),
+        "job_insert_defaults (due now, defaults)": render(queries["job_insert_defaults"], values),
         "job_insert_available (a job due now)": render(queries["job_insert_available"], values),
         "job_insert (for run_at or delay)": render(queries["job_insert"], values),
     }

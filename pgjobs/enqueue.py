@@ -24,7 +24,13 @@ import psycopg
 from . import _queries
 from ._ops import Copy, Op, Statement, run, run_async
 from .errors import InvalidTaskError
-from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task, encode_payload
+from .task import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RETRY,
+    DEFAULT_TIMEOUT,
+    Task,
+    encode_payload,
+)
 
 __all__ = [
     "AsyncEnqueuer",
@@ -78,28 +84,44 @@ class AsyncEnqueuer(Protocol):
 
 
 def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
-    """The operation behind every single enqueue."""
+    """The operation behind every single enqueue.
+
+    One of three inserts, the one with the fewest parameters the task allows: every
+    parameter sent costs the client (``python -m bench.client_cost``), and most jobs are
+    due at once with the default options.
+    """
     if not isinstance(task, Task):
         raise InvalidTaskError(f"expected a pgjobs.Task, got {type(task).__name__}")
     if task.unique_key is not None:
         result = yield from unique_insert_op(task, schema, max_payload_bytes)
         return result.id
-    params = _params(task, max_payload_bytes)
+    statements = _queries.queries(schema)
+    payload = encode_payload(task.payload, max_payload_bytes)
     if task.run_at is None and task.delay is None:
-        rows = yield Statement(_queries.queries(schema)["job_insert_available"], params)
+        if (
+            task.priority == 0
+            and task.max_retry == DEFAULT_MAX_RETRY
+            and task.timeout == DEFAULT_TIMEOUT
+        ):
+            defaults = {"queue": task.queue, "kind": task.kind, "payload": payload}
+            rows = yield Statement(statements["job_insert_defaults"], defaults)
+        else:
+            rows = yield Statement(statements["job_insert_available"], _params(task, payload))
     else:
+        params = _params(task, payload)
         params.update(run_at=task.run_at, delay=task.delay)
-        rows = yield Statement(_queries.queries(schema)["job_insert"], params)
+        rows = yield Statement(statements["job_insert"], params)
     return int(rows[0][0])
 
 
-def _params(task: Task, max_payload_bytes: int) -> dict[str, Any]:
-    """The parameters of every insert. Only a job that is not due at once needs run_at
-    and delay (see job_insert_available): each parameter sent costs the client."""
+def _params(task: Task, payload: str) -> dict[str, Any]:
+    """The parameters of every insert but job_insert_defaults'. Only a job that is not
+    due at once needs run_at and delay (see job_insert_available): each parameter sent
+    costs the client."""
     return {
         "queue": task.queue,
         "kind": task.kind,
-        "payload": encode_payload(task.payload, max_payload_bytes),
+        "payload": payload,
         "priority": task.priority,
         "max_retry": task.max_retry,
         "timeout": task.timeout,
@@ -123,7 +145,7 @@ def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[Enqu
     if task.unique_key is None:
         raise InvalidTaskError("enqueue_unique needs a task with a unique_key")
     statements = _queries.queries(schema)
-    params = _params(task, max_payload_bytes)
+    params = _params(task, encode_payload(task.payload, max_payload_bytes))
     params.update(
         run_at=task.run_at, delay=task.delay, unique_key=task.unique_key, unique_for=task.unique_for
     )

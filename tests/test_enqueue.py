@@ -488,6 +488,12 @@ def test_columns_hold_what_the_task_says(conn: psycopg.Connection[Any]) -> None:
             "default", "defaults", {}, 0, "available", 0, 25, timedelta(minutes=30),
             True, True, None, None, None, None, None,
         )  # fmt: skip
+        # A Task left at its defaults leaves them to the table (job_insert_defaults), so
+        # the table's defaults must be the Task's.
+        defaults = Task("defaults")
+        assert (row[3], row[6], row[7]) == (
+            defaults.priority, defaults.max_retry, timedelta(seconds=defaults.timeout),
+        )  # fmt: skip
         custom = conn.execute(
             "select queue, payload, priority, max_retry, timeout from pgjobs.jobs where id = %s",
             (custom_id,),
@@ -685,6 +691,18 @@ def test_wakeup_when_a_worker_of_the_queue_waits(dsn: str, db: psycopg.Connectio
         ),
     )
     assert sorted(sent) == ["default", "mail"]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [Task("k"), Task("k", max_retry=3), Task("k", delay=0)],
+    ids=["job_insert_defaults", "job_insert_available", "job_insert"],
+)
+def test_each_insert_statement_wakes_a_waiting_worker(
+    dsn: str, db: psycopg.Connection[Any], task: Task
+) -> None:
+    _register_worker(db, ["default"], waiting=True)
+    assert _wakeups_until_sentinel(dsn, lambda conn: pgjobs.enqueue(conn, task)) == ["default"]
 
 
 def test_no_wakeup_for_scheduled_or_rolled_back_jobs(dsn: str, db: psycopg.Connection[Any]) -> None:

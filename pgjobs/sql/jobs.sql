@@ -46,6 +46,18 @@ returning j.id,
                             where w.waiting and j.queue = any (w.queues))
                then pg_notify('{schema}_wakeup', j.queue) end;
 
+-- name: job_insert_defaults
+-- job_insert_available for a job that also leaves priority, max_retry and timeout at
+-- pgjobs.Task's defaults, which are the jobs table's defaults too (a test holds them
+-- equal): the row's defaults fill them, and three parameters fewer are sent. The
+-- wakeup is job_insert's.
+insert into {schema}.jobs as j (queue, kind, payload)
+values (%(queue)s::text, %(kind)s::text, %(payload)s::jsonb)
+returning j.id,
+          case when exists (select from {schema}.workers w
+                            where w.waiting and j.queue = any (w.queues))
+               then pg_notify('{schema}_wakeup', j.queue) end;
+
 -- name: job_reserve_ids
 -- Bulk enqueue, step 1 of 3: ids for the rows COPY will write (so they come back in input
 -- order), and the database's clock, which decides which of them are due already.
