@@ -115,25 +115,25 @@ def run(ctx: Context) -> list[Result]:
     )
 
     def ratio(name: str, case: str, base: str, note: str) -> Result:
-        rounds = [
+        ratios = [
             got.rate / against.rate
             for got, against in zip(drained[case], drained[base], strict=True)
         ]
-        typical = _median(drained[case])
-        rates = ", ".join(f"{r:.2f}" for r in rounds)
+        typical, typical_base = _median(drained[case]), _median(drained[base])
         # A drain that stopped short or failed jobs says so in its note, after the worker.
         trouble = sorted({part for run in drained[case] for part in run.note.split("; ")[1:]})
         return Result(
             name,
             "pgjobs",
-            statistics.median(rounds),
+            statistics.median(ratios),
             "ratio",
-            f"median of {ROUNDS} rounds, each a pair side by side ({rates}); median rates"
-            f" {typical.rate:,.0f} vs {_median(drained[base]).rate:,.0f} jobs/s;"
+            f"median of {ROUNDS} rounds, each a pair side by side"
+            f" ({', '.join(f'{r:.2f}' for r in ratios)}); median rates"
+            f" {typical.rate:,.0f} vs {typical_base.rate:,.0f} jobs/s;"
             f" {'; '.join([note, *trouble])}",
             typical.commits_per_job,
             typical.wal_per_job,
-            extra={"rate": typical.rate, "base": _median(drained[base]).rate},
+            extra={"rate": typical.rate, "base": typical_base.rate},
         )
 
     peaks = [run.rss_mb for run in drained["large"] if run.rss_mb is not None]
