@@ -20,8 +20,8 @@ def rotations(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
 def back_and_forth(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
     """``(round, name)``: the names in order, then in reverse, and so on.
 
-    For paired measurements (name 1 against name 2, 3 against 4): each pair stays side
-    by side in every round, and which of the two goes first alternates.
+    For measurements paired with a neighbour in *names*: each pair stays side by side
+    in every round, and which of the two goes first alternates.
     """
     for round_ in range(rounds):
         for name in names if round_ % 2 == 0 else reversed(names):
