@@ -27,6 +27,7 @@ from .errors import InvalidTaskError
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RETRY,
+    DEFAULT_PRIORITY,
     DEFAULT_TIMEOUT,
     Task,
     encode_payload,
@@ -97,20 +98,19 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
         return result.id
     statements = _queries.queries(schema)
     payload = encode_payload(task.payload, max_payload_bytes)
-    if task.run_at is None and task.delay is None:
-        if (
-            task.priority == 0
-            and task.max_retry == DEFAULT_MAX_RETRY
-            and task.timeout == DEFAULT_TIMEOUT
-        ):
-            defaults = {"queue": task.queue, "kind": task.kind, "payload": payload}
-            rows = yield Statement(statements["job_insert_defaults"], defaults)
-        else:
-            rows = yield Statement(statements["job_insert_available"], _params(task, payload))
-    else:
+    if task.run_at is not None or task.delay is not None:
         params = _params(task, payload)
         params.update(run_at=task.run_at, delay=task.delay)
         rows = yield Statement(statements["job_insert"], params)
+    elif (
+        task.priority == DEFAULT_PRIORITY
+        and task.max_retry == DEFAULT_MAX_RETRY
+        and task.timeout == DEFAULT_TIMEOUT
+    ):
+        defaults = {"queue": task.queue, "kind": task.kind, "payload": payload}
+        rows = yield Statement(statements["job_insert_defaults"], defaults)
+    else:
+        rows = yield Statement(statements["job_insert_available"], _params(task, payload))
     return int(rows[0][0])
 
 

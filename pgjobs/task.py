@@ -19,6 +19,7 @@ from .errors import InvalidTaskError, PayloadError, PayloadTooLargeError
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RETRY",
+    "DEFAULT_PRIORITY",
     "DEFAULT_QUEUE",
     "DEFAULT_TIMEOUT",
     "MAX_MAX_RETRY",
@@ -34,6 +35,8 @@ DEFAULT_QUEUE = "default"
 DEFAULT_MAX_RETRY = 25
 #: asynq's default timeout: 30 minutes.
 DEFAULT_TIMEOUT = 30 * 60.0
+#: The middle of the range: lower runs first, so jobs can be put ahead or behind.
+DEFAULT_PRIORITY = 0
 #: Longest kind or queue name, in characters; the database enforces the same bound.
 MAX_NAME_LENGTH = 255
 #: Payloads are rows in a hot table; large blobs belong elsewhere with a reference here.
@@ -118,7 +121,7 @@ class Task:
     queue: str = DEFAULT_QUEUE
     max_retry: int = DEFAULT_MAX_RETRY
     timeout: float = DEFAULT_TIMEOUT
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     run_at: datetime | None = None
     delay: float | None = None
     unique_key: str | None = None
