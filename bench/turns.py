@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 
-def rotations(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
-    """``(round, name)``: every name once per round, each round starting one further along."""
+def rotations(names: Sequence[str], rounds: int) -> Iterator[str]:
+    """Every name once per round, each round starting one further along."""
     for round_ in range(rounds):
         for offset in range(len(names)):
-            yield round_, names[(round_ + offset) % len(names)]
+            yield names[(round_ + offset) % len(names)]
 
 
 def back_and_forth(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:

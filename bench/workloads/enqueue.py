@@ -65,7 +65,7 @@ def _take_turns(
         }
         before = {name: pg.counters(ctx.admin_dsn, dsn) for name, dsn in dsns.items()}
         with pg.admin(ctx.admin_dsn) as meter:
-            for _, name in rotations(names, ROUNDS):
+            for name in rotations(names, ROUNDS):
                 start = pg.wal_position(meter)
                 got, total = run_slice(name, dsns[name], piece)
                 wal[name] += pg.wal_position(meter) - start
