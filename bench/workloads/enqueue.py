@@ -6,13 +6,16 @@ one ``INSERT``.
 
 Without a worker, the systems and the ceiling take turns: ``ROUNDS`` rounds, each
 giving every one of them a slice of the time, in a rotating order. Whatever the machine
-does meanwhile falls on all of them alike, so the ratios hold on a noisy machine. WAL is
-read around each slice; commits are counted per database over the whole run, warm-up
+does meanwhile falls on all of them alike, so the ratios hold on a noisy machine. A
+system's rate is the median of its slices' rates: a burst of load elsewhere that falls on
+one slice moves a total by its whole size, a median of six not at all. WAL is read
+around each slice; commits are counted per database over the whole run, warm-up
 included, and divided by every job sent.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -24,7 +27,7 @@ from bench.results import Result, unavailable
 from bench.systems import Producer, System, Unavailable, get
 from bench.turns import rotations
 
-ROUNDS = 3
+ROUNDS = 6
 WARMUP = 200
 CONCURRENT_WARMUP = 20
 
@@ -50,12 +53,13 @@ def _take_turns(
     run_slice: Slice,
     close: Callable[[], None] = lambda: None,
 ) -> list[Result]:
-    """Give every name ``seconds / ROUNDS`` per round, in turns; one result each.
+    """Give every name ``seconds / ROUNDS`` per round, in turns; one result each, the
+    median of its slices' rates.
 
     *close* ends the slices' sessions, so that the commits can be counted exactly.
     """
     piece = seconds / ROUNDS
-    measured = dict.fromkeys(names, 0)
+    measured: dict[str, list[int]] = {name: [] for name in names}
     sent = dict.fromkeys(names, 0)
     wal = dict.fromkeys(names, 0)
     with ExitStack() as stack:
@@ -69,7 +73,7 @@ def _take_turns(
                 start = pg.wal_position(meter)
                 got, total = run_slice(name, dsns[name], piece)
                 wal[name] += pg.wal_position(meter) - start
-                measured[name] += got
+                measured[name].append(got)
                 sent[name] += total
         close()
         commits = {
@@ -80,9 +84,11 @@ def _take_turns(
         Result(
             workload,
             name,
-            measured[name] / seconds,
+            statistics.median(measured[name]) / piece,
             "jobs/s",
-            f"{ROUNDS} rounds of {piece:.2f} s, in turns with the others",
+            f"median of {ROUNDS} slices of {piece:.2f} s, in turns with the others ("
+            + ", ".join(f"{got / piece:,.0f}" for got in measured[name])
+            + ")",
             commits_per_job=commits[name] / max(sent[name], 1),
             wal_per_job=wal[name] / max(sent[name], 1),
         )
