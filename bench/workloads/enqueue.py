@@ -8,7 +8,7 @@ Without a worker, the systems and the ceiling take turns: ``ROUNDS`` rounds, eac
 giving every one of them a slice of the time, in a rotating order. Whatever the machine
 does meanwhile falls on all of them alike, so the ratios hold on a noisy machine. A
 system's rate is the median of its slices' rates: a burst of load elsewhere that falls on
-one slice moves a total by its whole size, a median of six not at all. WAL is read
+one slice moves a total by its whole size, a median of six hardly. WAL is read
 around each slice; commits are counted per database over the whole run, warm-up
 included, and divided by every job sent.
 """
