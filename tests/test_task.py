@@ -24,6 +24,7 @@ from pgjobs.task import (
     MAX_MAX_RETRY,
     MAX_NAME_LENGTH,
     MAX_SECONDS,
+    _from_row,
     encode_payload,
 )
 
@@ -54,6 +55,21 @@ def test_tasks_are_frozen_values() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.kind = "other"  # type: ignore[misc]
     assert task == pgjobs.Task("k", {"a": 1})
+
+
+def test_a_claimed_rows_task_is_the_same_frozen_task() -> None:
+    # The worker builds its Tasks without validation, by another route (_from_row): every
+    # field set, and the same frozen value as one built by the constructor.
+    built = _from_row("k", [1], "q", 3, 60.0, -2)
+    expected = pgjobs.Task("k", [1], queue="q", max_retry=3, timeout=60.0, priority=-2)
+    assert type(built) is pgjobs.Task
+    assert {f.name: getattr(built, f.name) for f in dataclasses.fields(pgjobs.Task)} == {
+        f.name: getattr(expected, f.name) for f in dataclasses.fields(pgjobs.Task)
+    }
+    assert built == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.kind = "other"  # type: ignore[misc]
+    assert dataclasses.replace(built, kind="j") == dataclasses.replace(expected, kind="j")
 
 
 def test_longest_names_and_extreme_values_are_accepted() -> None:
