@@ -26,9 +26,10 @@ Two drivers. ``--driver pgbench`` (the default), from 1 and from 8 clients
 psycopg connection sends every statement, the statements taking turns in blocks of
 ``BLOCK``, which is how the enqueue workload meets them. The two disagree: on a 2-core
 machine a step that costs the server a few per cent under pgbench can cost several
-times that between Python calls (likely because they evict the server's caches); and
-turns on one connection keep out the few per cent by which two connections' rates
-differ.
+times that from Python: pgbench's values, written in, are folded when the statement is
+planned, where bound values are read at every execution; and the Python between two
+statements likely evicts the server's caches (not proven). Turns on one connection keep
+out the few per cent by which two connections' rates differ.
 Nothing here is part of the benchmark table; it is a profile to read beside it.
 """
 
