@@ -171,7 +171,11 @@ def main() -> int:
     )
     parser.add_argument("--dsn", default=pg.DEFAULT_ADMIN_DSN, help="an admin DSN of the server")
     parser.add_argument(
-        "--driver", choices=("pgbench", "psycopg"), default="pgbench", help="who sends them"
+        "--driver",
+        choices=("pgbench", "psycopg"),
+        default="pgbench",
+        help="who sends the statements: pgbench, with no Python (default), or one psycopg "
+        "connection, values bound, as the enqueue workload sends them",
     )
     parser.add_argument("--clients", default="1,8", help="pgbench client counts, comma-separated")
     parser.add_argument("--seconds", type=int, default=3, help="per statement and round")
