@@ -41,17 +41,19 @@ import sys
 import time
 
 import psycopg
+from psycopg import sql
 
 from bench import pg
 from bench.systems import get
+from bench.turns import back_and_forth
 from bench.workloads.ceiling import pgbench, render
 from pgjobs import _queries
 
 ROUNDS = 3
 #: Statements a case sends in one turn, with ``--driver psycopg``.
 BLOCK = 20
-#: The values of the row every case inserts, as a producer sends them, bound to the
-#: statement's parameters (``--driver psycopg``)...
+#: The values of the row every case inserts: bound to the statement's parameters, as a
+#: producer sends them (``--driver psycopg``), or written in as literals (pgbench).
 PARAMS = {
     "queue": "default",
     "kind": "noop",
@@ -61,17 +63,6 @@ PARAMS = {
     "timeout": 1800.0,
     "run_at": None,
     "delay": None,
-}
-#: ... or written into the statement as literals (pgbench).
-LITERALS = {
-    "queue": "'default'",
-    "kind": "'noop'",
-    "payload": "'{\"seq\": 1}'",
-    "priority": "0",
-    "max_retry": "25",
-    "timeout": "1800.0",
-    "run_at": "null",
-    "delay": "null",
 }
 ROW = "(%(kind)s::text, %(payload)s::jsonb)"
 
@@ -122,7 +113,8 @@ def statements() -> dict[str, bytes]:
 def by_pgbench(dsn: str, cases: dict[str, bytes], clients: int, seconds: int) -> dict[str, float]:
     """Statements per second of each case, from *clients* pgbench clients."""
     options = ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds)]
-    scripts = {name: render(query, LITERALS).rstrip().rstrip(";") for name, query in cases.items()}
+    literals = {name: sql.Literal(value).as_string() for name, value in PARAMS.items()}
+    scripts = {name: render(query, literals).rstrip().rstrip(";") for name, query in cases.items()}
     tps: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(ROUNDS):
         for name, script in scripts.items():
@@ -144,14 +136,13 @@ def by_psycopg(dsn: str, cases: dict[str, bytes], seconds: int) -> dict[str, flo
             spent = dict.fromkeys(cases, 0.0)
             turns = 0
             while min(spent.values()) < seconds:
-                order = list(cases) if turns % 2 == 0 else list(reversed(cases))
-                for name in order:
+                for _, name in back_and_forth(list(cases), 2):
                     query = cases[name]
                     began = time.perf_counter()
                     for _ in range(BLOCK):
                         cursor.execute(query, PARAMS)
                     spent[name] += time.perf_counter() - began
-                turns += 1
+                turns += 2
             for name in cases:
                 rates[name].append(turns * BLOCK / spent[name])
     return {name: statistics.median(runs) for name, runs in rates.items()}
