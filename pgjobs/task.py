@@ -90,7 +90,17 @@ def _check_name(value: object, what: str, limit: int = MAX_NAME_LENGTH) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+class _EmptyPayload:
+    """The default *payload*: every Task given none gets a dict of its own."""
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+_EMPTY_PAYLOAD: Any = _EmptyPayload()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Task:
     """A job to run: a *kind* naming its handler and a JSON *payload* for it.
 
@@ -127,7 +137,49 @@ class Task:
     unique_key: str | None = None
     unique_for: float | None = None
 
+    def __init__(
+        self,
+        kind: str,
+        payload: Any = _EMPTY_PAYLOAD,
+        queue: str = DEFAULT_QUEUE,
+        max_retry: int = DEFAULT_MAX_RETRY,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        priority: int = DEFAULT_PRIORITY,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
+    ) -> None:
+        # Written out rather than generated: a frozen dataclass's own __init__ sets each
+        # field through object.__setattr__, which made building a Task twice as slow
+        # (2.1 -> 1.1 µs for Task(kind, payload)), and a Task is built for every job
+        # enqueued. The defaults are the fields' (a test holds them equal).
+        if payload is _EMPTY_PAYLOAD:
+            payload = {}
+        if type(self) is Task:  # a subclass may have other slots, or a __dict__
+            object.__setattr__(self, "__class__", _Draft)  # see _Draft
+            draft: Any = self
+            draft.kind = kind
+            draft.payload = payload
+            draft.queue = queue
+            draft.max_retry = max_retry
+            draft.timeout = timeout
+            draft.priority = priority
+            draft.run_at = run_at
+            draft.delay = delay
+            draft.unique_key = unique_key
+            draft.unique_for = unique_for
+            draft.__class__ = Task
+        else:
+            values = (kind, payload, queue, max_retry, timeout, priority, run_at, delay,
+                      unique_key, unique_for)  # fmt: skip
+            for name, value in zip(Task.__slots__, values, strict=True):  # the fields, in order
+                object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
+        # Named so that a dataclass subclassing Task, whose generated __init__ calls it,
+        # validates what it inherits.
         _check_name(self.kind, "kind")
         # A field left at its default needs no check: the defaults are valid. A Task is
         # built for every enqueue, and skipping those checks makes building one a third
@@ -180,11 +232,11 @@ class Task:
 
 
 class _Draft:
-    """A Task's slots without its frozen ``__setattr__``: :func:`_from_row` fills one, then
-    turns it into the Task it is (``__class__`` may be assigned between classes of the
-    same slots). Filling a Task itself takes ``object.__setattr__`` per field, ten wrapper
-    calls that cost the worker about 10k instructions per claimed job (callgrind: 12.8k
-    to build one that way, 2.9k this way)."""
+    """A Task's slots without its frozen ``__setattr__``: ``Task.__init__`` and
+    :func:`_from_row` fill one, then turn it into the Task it is (``__class__`` may be
+    assigned between classes of the same slots). Filling a Task itself takes
+    ``object.__setattr__`` per field, ten wrapper calls that cost the worker about 10k
+    instructions per claimed job (callgrind: 12.8k to build one that way, 2.9k this way)."""
 
     __slots__ = Task.__slots__
 

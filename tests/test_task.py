@@ -7,6 +7,7 @@ and leave the caller's transaction usable.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
@@ -55,6 +56,42 @@ def test_tasks_are_frozen_values() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.kind = "other"  # type: ignore[misc]
     assert task == pgjobs.Task("k", {"a": 1})
+
+
+def test_the_constructors_defaults_are_the_fields_defaults() -> None:
+    # Task.__init__ is written out (it is faster than the dataclass's own), so its
+    # defaults are written twice: here they are held equal.
+    parameters = inspect.signature(pgjobs.Task).parameters
+    for f in dataclasses.fields(pgjobs.Task):
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(pgjobs.Task("k"), f.name) == f.default_factory()
+        elif f.default is dataclasses.MISSING:
+            assert parameters[f.name].default is inspect.Parameter.empty, f.name
+        else:
+            assert parameters[f.name].default == f.default, f.name
+    assert list(parameters) == [f.name for f in dataclasses.fields(pgjobs.Task)]
+    first, second = pgjobs.Task("k"), pgjobs.Task("k")
+    assert first.payload == {}
+    assert first.payload is not second.payload
+
+
+def test_subclasses_of_task_are_built_and_validated_the_same() -> None:
+    class Plain(pgjobs.Task):  # has a __dict__, so not Task's slots alone
+        pass
+
+    @dataclasses.dataclass(frozen=True)
+    class WithField(pgjobs.Task):  # its own generated __init__, which calls __post_init__
+        extra: int = 0
+
+    plain = Plain("k", [1], queue="q", timeout=timedelta(seconds=2))
+    assert type(plain) is Plain
+    assert (plain.kind, plain.payload, plain.queue, plain.timeout) == ("k", [1], "q", 2.0)
+    assert WithField("k", queue="q", extra=3).extra == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.kind = "other"  # type: ignore[misc]
+    for subclass in (Plain, WithField):
+        with pytest.raises(InvalidTaskError, match="queue must not be empty"):
+            subclass("k", queue=" ")
 
 
 def test_a_claimed_rows_task_is_the_same_frozen_task() -> None:

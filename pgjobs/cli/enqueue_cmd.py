@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         queue=args.queue,
         priority=args.priority,
         max_retry=args.max_retry,
-        timeout=admin.parse_duration(args.timeout),  # type: ignore[arg-type]
-        delay=admin.parse_duration(args.delay) if args.delay else None,  # type: ignore[arg-type]
+        timeout=admin.parse_duration(args.timeout),
+        delay=admin.parse_duration(args.delay) if args.delay else None,
         run_at=_run_at(args.run_at),
     )
     with connect(args) as conn:
