@@ -206,6 +206,79 @@ def test_0005_keeps_the_jobs_and_what_reads_the_columns_it_retypes(empty_dsn: st
             conn.execute(f"drop role {role}".encode())
 
 
+def function_definitions(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str]]:
+    return conn.execute(
+        """select p.oid::regprocedure::text, pg_get_functiondef(p.oid) from pg_proc p
+           where p.pronamespace = %s::regnamespace order by 1""",
+        (schema,),
+    ).fetchall()
+
+
+def test_0006_keeps_the_jobs_and_steps_down_to_0005_exactly(empty_dsn: str) -> None:
+    """0006 replaces three indexes by one, rewrites purge_finished() and two domain rules:
+    the rows stay, and stepping down gives back 0005's indexes, rules and function."""
+    migrate.upgrade(empty_dsn, revision="0005")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        job_id = pgjobs.enqueue(conn, pgjobs.Task("kept", queue="q"))
+        signature = schema_signature(conn, "pgjobs")
+        functions = function_definitions(conn, "pgjobs")
+        privileges = grants_and_comments(conn, "pgjobs")
+
+    migrate.upgrade(empty_dsn, revision="0006")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        indexes = {name for name, _ in schema_signature(conn, "pgjobs")["indexes"]}
+        assert "jobs_state_time_idx" in indexes
+        assert not indexes & {"jobs_scheduled_idx", "jobs_running_idx", "jobs_finished_idx"}
+        assert function_definitions(conn, "pgjobs") != functions
+        assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
+
+    migrate.downgrade(empty_dsn, "0005")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        assert schema_signature(conn, "pgjobs") == signature
+        assert function_definitions(conn, "pgjobs") == functions
+        assert grants_and_comments(conn, "pgjobs") == privileges
+        assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
+
+
+#: The statements that look jobs up by state and time, with the parameters they run with.
+STATE_TIME_SEARCHES = {
+    "job_stage_due": {"limit": 10},
+    "job_rescue_expired": {"limit": 10},
+    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10},
+    "job_count_finished": {"states": ["completed", "failed"], "older_than": 60},
+}
+
+
+@pytest.mark.parametrize("name", STATE_TIME_SEARCHES)
+def test_searches_by_state_and_time_are_index_conditions(name: str, dsn: str) -> None:
+    """Each search writes the index's time expression exactly as jobs_state_time_idx does
+    (migration 0006); written any other way, the planner reads every row of the state."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set enable_seqscan = off")
+        conn.execute("set enable_sort = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                b"explain " + _queries.queries()[name], STATE_TIME_SEARCHES[name]
+            ).fetchall()
+        )
+    assert "jobs_state_time_idx" in plan
+    condition = next(line for line in plan.splitlines() if "Index Cond: ((state" in line)
+    assert "THEN lease_expires_at ELSE finished_at END" in condition
+
+
+def test_purge_finished_searches_by_the_state_time_index(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        definition = conn.execute(
+            "select pg_get_functiondef('pgjobs.purge_finished'::regproc)"
+        ).fetchone()
+    assert definition is not None
+    assert (
+        "WHERE j.state = ANY (states)\n          AND CASE state WHEN 'scheduled' THEN run_at "
+        "WHEN 'running' THEN lease_expires_at ELSE finished_at END < now() - older_than"
+    ) in definition[0]
+
+
 def test_rerun_is_idempotent_and_keeps_data(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         before = schema_signature(conn, "pgjobs")

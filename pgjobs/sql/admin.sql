@@ -56,11 +56,13 @@ select {schema}.purge_finished(make_interval(secs => %(older_than)s), %(max_rows
                                %(states)s::{schema}.job_state[]);
 
 -- name: job_count_finished
--- What job_purge_finished would delete, for --dry-run.
+-- What job_purge_finished would delete, for --dry-run. The CASE is jobs_state_time_idx's
+-- (see job_stage_due in jobs.sql): for a finished job, its finished_at.
 select count(*)
 from {schema}.jobs
 where state = any (%(states)s::{schema}.job_state[])
-  and finished_at < now() - make_interval(secs => %(older_than)s);
+  and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                 else finished_at end < now() - make_interval(secs => %(older_than)s);
 
 -- name: queue_pause
 select {schema}.pause_queue(%(queue)s, %(force)s);

@@ -152,8 +152,8 @@ returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
 -- Plan shape matters. A queue table's statistics are always stale (analysed when the
 -- rows were 'available', now they are 'running'), and a guard written as
 -- j.state = 'running' is estimated from them: the planner expects no such rows and
--- builds a nested loop that rescans the batch per row, or scans the whole partial index
--- jobs_running_idx per outcome; both are quadratic in the batch size (seconds for 5,000
+-- builds a nested loop that rescans the batch per row, or scans all running jobs in
+-- jobs_state_time_idx per outcome; both are quadratic in the batch size (seconds for 5,000
 -- outcomes). So the guard compares j.state with a column of the outcome list (o.running):
 -- a join condition, which no column statistics can turn into a scan estimate, so the
 -- rows are found by primary key. UPDATE and DELETE re-check every condition on the
@@ -260,12 +260,16 @@ returning j.id;
 
 -- name: job_stage_due
 -- Make scheduled jobs whose time has come available, in small batches, and wake
--- waiting workers of their queues.
+-- waiting workers of their queues. The CASE is jobs_state_time_idx's (migration 0006),
+-- written as there so that the index serves the search: for a scheduled job, its run_at.
 with due as (
     select id
     from {schema}.jobs
-    where state = 'scheduled' and run_at <= now()
-    order by run_at
+    where state = 'scheduled'
+      and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                     else finished_at end <= now()
+    order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                        else finished_at end
     limit %(limit)s
     for update skip locked
 ),
@@ -284,12 +288,16 @@ from (select distinct queue from staged) q;
 -- lost its database connection. The attempt counts (the job itself may be what kills
 -- workers), so it becomes available again, or failed when no retry is left.
 -- FOR UPDATE re-checks state and lease on the newest row version, so a job completed
--- meanwhile is never overwritten.
+-- meanwhile is never overwritten. The CASE is jobs_state_time_idx's (see job_stage_due):
+-- for a running job, its lease_expires_at.
 with expired as (
     select id
     from {schema}.jobs
-    where state = 'running' and lease_expires_at < now()
-    order by lease_expires_at
+    where state = 'running'
+      and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                     else finished_at end < now()
+    order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                        else finished_at end
     limit %(limit)s
     for update skip locked
 ),

@@ -12,13 +12,17 @@
 
 -- name: job_prune_finished
 -- Jobs that finished in one state (completed, failed or cancelled) longer than
--- retention seconds ago, oldest first, along jobs_finished_idx.
+-- retention seconds ago, oldest first, along jobs_state_time_idx: the CASE is the
+-- index's (see job_stage_due in jobs.sql), for a finished job its finished_at.
 with doomed as (
     select j.id
     from {schema}.jobs j
     where j.state = %(state)s::{schema}.job_state
-      and j.finished_at < now() - make_interval(secs => %(retention)s::float8)
-    order by j.finished_at
+      and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                     else finished_at end
+          < now() - make_interval(secs => %(retention)s::float8)
+    order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                        else finished_at end
     limit %(limit)s
     for update skip locked
 ),
