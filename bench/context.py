@@ -21,6 +21,10 @@ class Profile:
     drain_jobs: int
     drain_timeout: float
     enqueue_seconds: float
+    #: Seconds each system enqueues from 8 connections, in ROUNDS slices (enqueue.py).
+    #: Two cores shared by 16 processes make the slices' rates spread widely (by a
+    #: third, 2026-12-01), so the full run gives them longer than the one-connection
+    #: workload: a median of longer slices moves less from run to run.
     concurrent_seconds: float
     concurrent_connections: int
     bulk_jobs: int
@@ -52,7 +56,7 @@ FULL = Profile(
     drain_jobs=1_000_000,
     drain_timeout=3600.0,
     enqueue_seconds=10.0,
-    concurrent_seconds=10.0,
+    concurrent_seconds=30.0,
     concurrent_connections=8,
     bulk_jobs=100_000,
     latency_samples=500,
