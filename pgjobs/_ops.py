@@ -44,7 +44,10 @@ Rows: TypeAlias = list[tuple[Any, ...]]
 Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# which made building the Statement of every enqueue 4.4k instructions instead of 1.6k
+# (callgrind). Nothing changes them after the operation yields them.
+@dataclass(slots=True)
 class Statement:
     """One statement to execute; the runner sends back all its rows (``[]`` for none)."""
 
@@ -52,7 +55,7 @@ class Statement:
     params: Params = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Copy:
     """A ``COPY ... FROM STDIN`` of *rows*; the runner sends back ``[]``."""
 
@@ -75,13 +78,18 @@ def _take_cursor(conn: Any) -> Any:
     """The connection's kept cursor, or a new one. Taking it out (one atomic ``pop``)
     means that two threads, or two asyncio tasks, sharing a connection never share a
     cursor: the second one to come makes its own."""
-    kept = getattr(conn, "__dict__", {}).pop(_KEPT_CURSOR, None)
+    try:
+        kept = conn.__dict__.pop(_KEPT_CURSOR, None)
+    except AttributeError:  # a connection class without a __dict__ keeps nothing
+        kept = None
     return kept if kept is not None else conn.cursor(row_factory=tuple_row)
 
 
 def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
-    if len(rows) <= _MAX_ROWS_KEPT and hasattr(conn, "__dict__"):
-        conn.__dict__[_KEPT_CURSOR] = cursor
+    if len(rows) <= _MAX_ROWS_KEPT:
+        attributes = getattr(conn, "__dict__", None)
+        if attributes is not None:
+            attributes[_KEPT_CURSOR] = cursor
 
 
 def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:

@@ -46,6 +46,10 @@ __all__ = [
     "psycopg_connection",
 ]
 
+#: What psycopg_connection passes through as it is (a tuple: ``A | B`` would build a
+#: union object at every enqueue).
+_PSYCOPG_CONNECTIONS = (psycopg.Connection, psycopg.AsyncConnection)
+
 #: Claims of one unique key in one enqueue: a key whose holder looked finished is
 #: released and claimed again, which settles it (see unique_insert_op).
 _MAX_CLAIMS = 3
@@ -282,7 +286,7 @@ def psycopg_connection(conn: Any) -> Any:
     ``Session`` on the psycopg dialect, and Django's ``connection`` on the postgresql
     backend. The transaction stays the wrapper's: pgjobs only adds statements to it.
     """
-    if isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
+    if isinstance(conn, _PSYCOPG_CONNECTIONS):
         return conn
     # SQLAlchemy Session: its connection() joins (or begins) the session's transaction.
     if hasattr(conn, "get_bind") and hasattr(conn, "connection") and callable(conn.connection):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import json.encoder
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import pgjobs
 from pgjobs.errors import InvalidTaskError, PayloadError, PayloadTooLargeError
 from pgjobs.task import (
+    _PAYLOAD_ENCODER,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RETRY,
     DEFAULT_QUEUE,
@@ -25,6 +27,7 @@ from pgjobs.task import (
     MAX_MAX_RETRY,
     MAX_NAME_LENGTH,
     MAX_SECONDS,
+    _encode_json,
     _from_row,
     encode_payload,
 )
@@ -199,6 +202,48 @@ def test_bad_payloads_are_refused(case: str) -> None:
     payload, words = BAD_PAYLOADS[case]
     with pytest.raises(PayloadError, match=words):
         encode_payload(payload)
+
+
+def _contains_itself() -> dict[str, Any]:
+    payload: dict[str, Any] = {"n": 1}
+    payload["again"] = [payload]
+    return payload
+
+
+def _nested(depth: int) -> list[Any]:
+    payload: list[Any] = []
+    for _ in range(depth):
+        payload = [payload]
+    return payload
+
+
+@pytest.mark.parametrize("payload", [_contains_itself(), _nested(100_000)])
+def test_payloads_without_an_end_are_refused(payload: Any) -> None:
+    with pytest.raises(PayloadError, match="not JSON-serialisable"):
+        encode_payload(payload)
+
+
+ENCODED_ALIKE: list[Any] = [
+    {"seq": 1},
+    "top-level text",
+    [1, -2.5, 1e300, 2**70, 0.1 + 0.2, -0.0, True, False, None],
+    {"ä": 'ü\n\t"\\', "": [], "o": {}, "emoji": "🎉", "controls": "\u0001\u001f"},
+    {7: "int key", 2.5: "float key", False: "bool key", None: "null key"},
+    _nested(50),
+]
+
+
+@pytest.mark.parametrize("payload", ENCODED_ALIKE)
+def test_payloads_are_encoded_as_the_standard_encoder_does(payload: Any) -> None:
+    """encode_payload builds json's C iterator once (pgjobs.task._payload_encoding); the
+    text must be what json.JSONEncoder, with the same options, writes."""
+    standard = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert encode_payload(payload, 10**9) == standard.encode(payload)
+
+
+@pytest.mark.skipif(json.encoder.c_make_encoder is None, reason="no C encoder here")
+def test_the_iterator_is_built_once_where_the_c_encoder_is() -> None:
+    assert _encode_json != _PAYLOAD_ENCODER.encode  # not the standard path
 
 
 @pytest.mark.parametrize(
