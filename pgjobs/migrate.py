@@ -192,6 +192,24 @@ def connect_engine(dsn: str | None) -> Any:
     )
 
 
+def upgrade_statements(revision_file: str, start: str, end: str) -> str:
+    """The part of another revision's ``UPGRADE`` script from *start* to the end of the
+    statement holding *end*, read from that revision itself, so that a later revision
+    that restores or reshapes it cannot drift from it (0004 and 0006 use 0002's)."""
+    import importlib.util
+
+    path = migrations_dir() / "versions" / revision_file
+    spec = importlib.util.spec_from_file_location(f"pgjobs_migration_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise MigrationError(f"cannot load migration {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    script = str(module.UPGRADE)
+    first = script.index(start)
+    last = script.index(";", script.index(end, first)) + 1
+    return script[first:last]
+
+
 def run_sql(script: str) -> None:
     """Run a migration's SQL, with ``{schema}`` filled in, as one script.
 

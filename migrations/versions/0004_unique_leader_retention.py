@@ -19,11 +19,9 @@ Revises: 0003
 Create Date: 2026-11-23
 """
 
-import importlib.util
 import re
-from pathlib import Path
 
-from pgjobs.migrate import run_sql
+from pgjobs.migrate import run_sql, upgrade_statements
 
 revision = "0004"
 down_revision = "0003"
@@ -289,23 +287,9 @@ _ENQUEUE_ARGS = re.compile(r"\{schema\}\.enqueue\([^)]*\)")
 _BODY_END = re.compile(r"\nEND\s*\n\$\$;\s*$")
 
 
-def _revision_0002_sql() -> str:
-    """Migration 0002's upgrade script, read from 0002 itself (one source of truth)."""
-    path = Path(__file__).with_name("0002_operations.py")
-    spec = importlib.util.spec_from_file_location("pgjobs_migration_0002", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.UPGRADE)
-
-
 def _statements_0002(start: str, end: str) -> str:
     """The part of 0002's script from *start* to the end of the statement holding *end*."""
-    script = _revision_0002_sql()
-    first = script.index(start)
-    last = script.index(";", script.index(end, first)) + 1
-    return script[first:last]
+    return upgrade_statements("0002_operations.py", start, end)
 
 
 def _grant_roles_0002() -> str:

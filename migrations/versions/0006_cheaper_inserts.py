@@ -27,10 +27,7 @@ Revises: 0005
 Create Date: 2026-12-01
 """
 
-import importlib.util
-from pathlib import Path
-
-from pgjobs.migrate import run_sql
+from pgjobs.migrate import run_sql, upgrade_statements
 
 revision = "0006"
 down_revision = "0005"
@@ -85,16 +82,10 @@ PURGE_PICK_0006 = f"WHERE j.state = ANY (states)\n          AND {STATE_TIME} < n
 
 def _purge_finished_0002() -> str:
     """0002's CREATE FUNCTION purge_finished(...), read from 0002 itself."""
-    path = Path(__file__).with_name("0002_operations.py")
-    spec = importlib.util.spec_from_file_location("pgjobs_migration_0002", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    script = str(module.UPGRADE)
-    first = script.index("CREATE FUNCTION {schema}.purge_finished(")
-    last = script.index("\n$$;", first) + len("\n$$;")
-    return script[first:last].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    body = upgrade_statements(
+        "0002_operations.py", "CREATE FUNCTION {schema}.purge_finished(", "\n$$;"
+    )
+    return body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 
 def _purge_finished_0006() -> str:
