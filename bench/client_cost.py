@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import subprocess
 import sys
 from typing import Any
@@ -30,13 +28,12 @@ from typing import Any
 import psycopg
 
 import pgjobs
-from bench import pg
+from bench import callgrind, pg
 from bench.systems import get
 from pgjobs import _queries
 from pgjobs.task import Task
 
 WAYS = ("plain", "psycopg", "pgjobs")
-_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
@@ -67,13 +64,10 @@ def child(way: str, dsn: str, calls: int) -> None:
 
 def instructions(way: str, dsn: str, calls: int) -> int:
     """Instructions the child runs for *calls* enqueues, start-up included."""
-    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    argv += [sys.executable, "-m", "bench.client_cost", "--child", way, dsn, str(calls)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    found = _COLLECTED.search(done.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    child = [sys.executable, "-m", "bench.client_cost", "--child", way, dsn, str(calls)]
+    return callgrind.instructions(
+        subprocess.run(callgrind.argv(child), capture_output=True, text=True)
+    )
 
 
 def main() -> int:
@@ -88,8 +82,7 @@ def main() -> int:
         way, dsn, calls = args.child
         child(way, dsn, int(calls))
         return 0
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed: nothing to count with", file=sys.stderr)
+    if not callgrind.available():
         return 1
     with pg.fresh_database(args.dsn, "client_cost") as dsn:
         get("pgjobs").install(dsn)

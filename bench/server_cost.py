@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,10 +37,10 @@ from pathlib import Path
 
 import psycopg
 
+from bench import callgrind
 from bench.systems import get
 from pgjobs import _queries
 
-_COLLECTED = re.compile(r"Collected : (\d+)")
 DATABASE = "server_cost"
 #: The values every case binds, in the order of its parameters $1, $2, $3.
 #: Single-user mode's -j: a command ends at a semicolon followed by an empty line.
@@ -121,13 +120,13 @@ def instructions(bindir: Path, data: Path, statement: str, calls: int) -> int:
     """Instructions a single-user backend runs to prepare *statement* and execute it
     *calls* times, start-up included."""
     script = f"PREPARE p(text, text, jsonb) AS {statement};\n\n" + EXECUTE * calls
-    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    argv += [str(bindir / "postgres"), "--single", "-j", "-D", str(data), DATABASE]
-    done = subprocess.run(_as_owner(argv), input=script, capture_output=True, text=True)
-    found = _COLLECTED.search(done.stderr)
-    if done.returncode != 0 or found is None or "ERROR:" in done.stderr:
+    backend = [str(bindir / "postgres"), "--single", "-j", "-D", str(data), DATABASE]
+    done = subprocess.run(
+        _as_owner(callgrind.argv(backend)), input=script, capture_output=True, text=True
+    )
+    if "ERROR:" in done.stderr:
         raise RuntimeError(f"the single-user backend failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(done)
 
 
 def main() -> int:
@@ -140,8 +139,7 @@ def main() -> int:
         "--to", metavar="REVISION", help="pgjobs' schema at this migration (default: the newest)"
     )
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed: nothing to count with", file=sys.stderr)
+    if not callgrind.available():
         return 1
     bindir = _bindir(args.bindir)
     extra = 5 * args.calls
