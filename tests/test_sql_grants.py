@@ -174,6 +174,21 @@ def test_the_reader_inspects_but_changes_nothing(dsn, db, granted) -> None:
     ]
 
 
+def test_client_wait_needs_the_reader_role_and_waiters(dsn, db, granted) -> None:
+    # Client.get reads with the reader role; Client.wait also registers in waiters while
+    # it waits, which the reader role may not do until it is granted (operations.md).
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", {"n": 1}))
+    admin.cancel_job(db, job_id)
+    reader_dsn = make_conninfo(dsn, options=f"-c role={granted['reader']}")
+    with pgjobs.Client(reader_dsn) as client:
+        assert client.get(job_id).state == "cancelled"
+        with pytest.raises(Denied, match="waiters"):
+            client.wait(job_id, timeout=5)
+        db.execute(f"grant insert, delete on pgjobs.waiters to {granted['reader']}".encode())
+        assert client.wait(job_id, timeout=5).state == "cancelled"
+    assert db.execute("select count(*) from pgjobs.waiters").fetchone()[0] == 0
+
+
 def test_public_cannot_call_the_definer_rights_enqueue(dsn, db, roles, admin_dsn) -> None:
     # A role with USAGE on the schema but no grant of its own.
     outsider = roles["reader"]
