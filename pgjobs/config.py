@@ -53,6 +53,9 @@ class Config:
         lease ran out is presumed lost with its worker and runs again. A job's lease is
         also never longer than its own timeout plus ``lease_grace``.
     :param lease_grace: seconds past a job's deadline before another worker may rescue it.
+        It only has to cover the worker's own write of the timed-out attempt: a live
+        worker records a timeout at the deadline, so the grace matters only when the
+        worker is gone, and then it is time a short job waits to run again.
     :param heartbeat_interval: seconds between heartbeats (worker row, long jobs' leases).
     :param rescue_interval: seconds between passes that rescue expired leases.
     :param claim_batch: most jobs claimed in one statement (also bounded by free slots).
@@ -93,7 +96,7 @@ class Config:
     listen: bool = True
     poll_interval: float = 1.0
     lease: float = 60.0
-    lease_grace: float = 10.0
+    lease_grace: float = 2.0
     heartbeat_interval: float = 15.0
     rescue_interval: float = 15.0
     claim_batch: int = 500

@@ -244,6 +244,7 @@ def test_0006_keeps_the_jobs_and_steps_down_to_0005_exactly(empty_dsn: str) -> N
 STATE_TIME_SEARCHES = {
     "job_stage_due": {"limit": 10},
     "job_rescue_expired": {"limit": 10},
+    "job_next_lease_expiry": {},
     "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10},
     "job_count_finished": {"states": ["completed", "failed"], "older_than": 60},
 }

@@ -684,3 +684,41 @@ async def test_worker_writes_skip_the_wal_flush_unless_asked(
     async with server.worker._pool.connection() as conn:
         cursor = await conn.execute("show synchronous_commit")
         assert await cursor.fetchone() == (expected,)
+
+
+# --- the rescuer's timing ---------------------------------------------------------------
+
+
+async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str) -> None:
+    """A rescue pass rescues what expired and reports when the next lease runs out, so the
+    worker can wait for that instead of a whole interval; with nothing running it waits
+    the interval (±10 %), and it never spins faster than RESCUE_MIN_GAP."""
+    from pgjobs._worker.services import RESCUE_MIN_GAP, Rescuer
+
+    rescuer = Rescuer("pgjobs", interval=15.0, stale_after=60.0)
+    assert rescuer.run_at_start
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        expired, soon = [await pgjobs.enqueue_async(conn, pgjobs.Task("x")) for _ in range(2)]
+        await conn.execute(
+            "update pgjobs.jobs set state = 'running', attempt = 1, worker_id = gen_random_uuid(),"
+            " started_at = now(), lease_expires_at = now() + make_interval(secs => %s)"
+            " where id = %s",
+            [-1, expired],
+        )
+        await conn.execute(
+            "update pgjobs.jobs set state = 'running', attempt = 1, worker_id = gen_random_uuid(),"
+            " started_at = now(), lease_expires_at = now() + interval '3 s' where id = %s",
+            [soon],
+        )
+        assert await rescuer.run_once(conn) == 1
+        assert rescuer.next_expiry is not None
+        assert 2.0 < rescuer.next_expiry <= 3.0
+        assert 2.0 < rescuer.next_delay() <= 3.2
+
+        rescuer.next_expiry = -5.0  # expired, but locked by another pass: no spinning
+        assert rescuer.next_delay() == RESCUE_MIN_GAP
+
+        await conn.execute("delete from pgjobs.jobs")
+        assert await rescuer.run_once(conn) == 0
+        assert rescuer.next_expiry is None
+        assert 13.5 <= rescuer.next_delay() <= 16.5

@@ -109,6 +109,38 @@ def test_sigkilled_worker_loses_nothing(
     assert "jobs whose lease expired (their worker is gone)" in second.log()
 
 
+def test_default_worker_rescues_a_killed_workers_jobs_within_ten_seconds(
+    workers: Workers, probe: Probe, dsn: str, tmp_path: Path
+) -> None:
+    """With the default configuration, four jobs (timeout 5 s) running on a worker killed
+    with SIGKILL complete on a worker started right after the kill within 10 s of it: the
+    new worker rescues when it starts and again when the lease (timeout + lease_grace)
+    runs out, not one rescue_interval after it started. Measured on the database's clock,
+    from the kill to the last completion."""
+    config = {"concurrency": 4, "completed_retention": None}
+    held = enqueue(dsn, [pgjobs.Task("hold", timeout=5) for _ in range(4)])
+    first = workers.start(config=config)
+    wait_for(
+        lambda: len(markers(tmp_path, "started")) == 4,
+        "the first worker to start the four jobs",
+        detail=workers.describe,
+    )
+    first.kill()
+    killed_at = probe.value("select clock_timestamp()")
+    workers.start(config=config)
+    wait_for(
+        lambda: probe.states() == {"completed": 4},
+        "the second worker to complete the four jobs",
+        detail=lambda: f"{probe.states()}\n{workers.describe()}",
+    )
+    finished = probe.rows(
+        "select id, attempt, finished_at from pgjobs.jobs order by id",
+    )
+    assert [(job_id, attempt) for job_id, attempt, _ in finished] == [(i, 2) for i in held]
+    took = (max(at for _, _, at in finished) - killed_at).total_seconds()
+    assert took <= 10.0, f"the killed worker's jobs completed {took:.1f}s after the kill"
+
+
 def test_heartbeat_keeps_a_long_job_from_being_rescued(
     workers: Workers, probe: Probe, dsn: str, tmp_path: Path
 ) -> None:

@@ -10,7 +10,9 @@ re-check each row's state as they change it.
 * :class:`Stager` makes scheduled jobs (delayed, or retrying after backoff) available
   when their time comes, and wakes the workers of their queues.
 * :class:`Rescuer` returns jobs whose lease expired (their worker died) to their queue,
-  and forgets workers that stopped heartbeating.
+  and forgets workers that stopped heartbeating. It runs when its worker starts and then
+  at the next lease expiry (or every interval, whichever is sooner), so how fast a dead
+  worker's jobs come back does not depend on any worker living long.
 
 The leader alone also runs the periodic scheduler and the pruner (``scheduler.py``,
 ``pruner.py``), of the same shape, started and stopped by the elector (``leader.py``).
@@ -39,6 +41,8 @@ BATCH = 1000
 
 class Service:
     name = "service"
+    #: Make a first pass as soon as the service starts, instead of after one interval.
+    run_at_start = False
 
     def __init__(self, schema: str, interval: float) -> None:
         self.queries = _queries.queries(schema)
@@ -47,16 +51,23 @@ class Service:
     async def run_once(self, conn: Any) -> int:
         raise NotImplementedError
 
+    def next_delay(self) -> float:
+        """Seconds until the next pass: the interval, ±10% so that many workers started
+        together do not fire together."""
+        return self.interval * random.uniform(0.9, 1.1)
+
 
 async def run_periodically(service: Service, pool: AsyncConnectionPool[Any]) -> None:
-    """Run *service* every ``service.interval`` seconds (±10%) until cancelled."""
+    """Run *service* every :meth:`Service.next_delay` seconds until cancelled."""
+    delay = 0.0 if service.run_at_start else service.next_delay()
     while True:
-        await asyncio.sleep(service.interval * random.uniform(0.9, 1.1))
+        await asyncio.sleep(delay)
         try:
             async with pool.connection() as conn:
                 await service.run_once(conn)
         except DB_ERRORS as exc:
             log.warning("%s pass failed: %s", service.name, exc)
+        delay = service.next_delay()
 
 
 class Heartbeat(Service):
@@ -108,12 +119,44 @@ class Stager(Service):
             total += len(queues)
 
 
+#: Least time between two rescue passes, however soon the next lease runs out: a lease
+#: that expired but cannot be rescued yet (its row is locked) must not make every worker
+#: spin on it.
+RESCUE_MIN_GAP = 0.5
+#: How long after a lease runs out the rescuer looks for it. Rescue takes leases that
+#: expired strictly before the database's now(); a pass at the very instant would miss
+#: the lease it woke for. Each worker adds its own share of jitter, so that a fleet does
+#: not query at the same instant.
+RESCUE_AFTER_EXPIRY = 0.05
+
+
 class Rescuer(Service):
+    """Returns the jobs of dead workers to their queues.
+
+    Every worker runs a pass at start, so that workers restarting faster than the
+    interval (a crash loop, a rolling deploy) still rescue; and each pass learns when
+    the next lease runs out and wakes then if that is sooner than the interval, so a
+    job comes back within a fraction of a second of its lease, not up to an interval
+    later. A healthy queue costs little: the next lease to run out belongs to the oldest
+    running job, which normally finishes first, so a pass that finds nothing is followed
+    by a wait of about one lease.
+    """
+
     name = "rescuer"
+    run_at_start = True
 
     def __init__(self, schema: str, interval: float, stale_after: float) -> None:
         super().__init__(schema, interval)
         self.stale_after = stale_after
+        #: Seconds from the last pass to the next lease expiry (None: no running job).
+        self.next_expiry: float | None = None
+
+    def next_delay(self) -> float:
+        delay = super().next_delay()
+        if self.next_expiry is not None:
+            soon = self.next_expiry + RESCUE_AFTER_EXPIRY * random.uniform(1.0, 2.0)
+            delay = min(delay, max(RESCUE_MIN_GAP, soon))
+        return delay
 
     async def run_once(self, conn: Any) -> int:
         rescued = 0
@@ -137,4 +180,7 @@ class Rescuer(Service):
             if len(rows) < BATCH:
                 break
         await conn.execute(self.queries["worker_prune_stale"], {"stale_after": self.stale_after})
+        cursor = await conn.execute(self.queries["job_next_lease_expiry"])
+        row = await cursor.fetchone()
+        self.next_expiry = None if row is None else row[0]
         return rescued

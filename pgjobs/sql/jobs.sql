@@ -324,6 +324,21 @@ woken as (
 )
 select id, state, (select count(*) from woken) as woken from rescued;
 
+-- name: job_next_lease_expiry
+-- Seconds until the earliest lease of a running job runs out (negative if one already
+-- has; no row if nothing runs), so the rescuer can look just then. The CASE is
+-- jobs_state_time_idx's (see job_stage_due): one index probe.
+select extract(epoch from case state when 'scheduled' then run_at
+                                     when 'running' then lease_expires_at
+                                     else finished_at end - now())::float8
+from {schema}.jobs
+where state = 'running'
+  and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                 else finished_at end is not null
+order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                    else finished_at end
+limit 1;
+
 -- name: job_fetch
 -- One job as the client's Job type reads it.
 select id, queue, kind, payload, priority, state::text, attempt, max_retry,
