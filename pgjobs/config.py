@@ -59,6 +59,10 @@ class Config:
     :param heartbeat_interval: seconds between heartbeats (worker row, long jobs' leases).
     :param rescue_interval: seconds between passes that rescue expired leases.
     :param claim_batch: most jobs claimed in one statement (also bounded by free slots).
+    :param handler_pool_size: most database connections the handlers of this worker hold
+        at once through ``ctx.transaction()`` (never more than *concurrency*). Handlers
+        beyond it wait for one, and the worker logs that they did; it bounds what a
+        worker costs the database however high *concurrency* goes.
     :param retain_completed: legacy switch: ``True`` keeps completed jobs (forever, unless
         *completed_retention* says how long). After construction it reads ``True``
         whenever completed jobs are kept.
@@ -100,6 +104,7 @@ class Config:
     heartbeat_interval: float = 15.0
     rescue_interval: float = 15.0
     claim_batch: int = 500
+    handler_pool_size: int = 10
     synchronous_commit: bool = False
     retain_completed: bool = False
     completed_retention: float | timedelta | None = 0.0
@@ -112,6 +117,7 @@ class Config:
     def __post_init__(self) -> None:
         _positive_int(self.concurrency, "concurrency")
         _positive_int(self.claim_batch, "claim_batch")
+        _positive_int(self.handler_pool_size, "handler_pool_size")
         for name in (
             "poll_interval",
             "lease",

@@ -287,6 +287,51 @@ async def test_a_cancelled_job_rolls_back_its_transaction(dsn, db, running) -> N
     assert job_row(db, job_id)["state"] == "cancelled"
 
 
+async def test_handler_connections_are_bounded_by_the_pool_not_by_concurrency(
+    dsn, db, running, caplog
+) -> None:
+    """Twelve sync handlers at once, each in ctx.transaction(), with handler_pool_size 3:
+    three hold a connection, the others wait for one (counted and logged) instead of each
+    opening its own, and every job completes once connections come free."""
+    jobs = pgjobs.enqueue_many(db, [pgjobs.Task("tx") for _ in range(12)])
+    inside = threading.Semaphore(0)
+    proceed = threading.Event()
+    server = pgjobs.Server()
+
+    @server.handler("tx")
+    def tx(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with ctx.transaction() as conn:
+            conn.execute("select 1")
+            inside.release()
+            proceed.wait(30)
+
+    caplog.set_level("WARNING", logger="pgjobs.worker")
+    await running(server, make_config(dsn, concurrency=12, handler_pool_size=3))
+    for _ in range(3):
+        await asyncio.to_thread(inside.acquire, timeout=30)
+    worker = server.worker
+    assert worker is not None
+    pool = worker._transactions._sync_pool  # type: ignore[union-attr]
+    assert pool is not None
+    await wait_until(
+        lambda: pool.get_stats().get("requests_waiting", 0) == 9,
+        what="nine handlers waiting for a connection",
+    )
+    assert pool.get_stats()["pool_size"] == 3
+    assert not inside.acquire(timeout=0.2)  # nobody beyond the three got in
+    proceed.set()
+    await wait_until(
+        lambda: (
+            db.execute("select count(*) from pgjobs.jobs where id = any(%s)", [jobs]).fetchone()
+            == (0,)
+        ),
+        what="every job to complete",
+    )
+    assert worker._transactions.waits >= 9  # type: ignore[union-attr]
+    assert "handlers waited for a database connection" in caplog.text
+    assert "all 3 of handler_pool_size are in use" in caplog.text
+
+
 def test_transaction_outside_a_worker_is_refused() -> None:
     ctx = pgjobs.Context(1, "k", "default", 1, 0, 10.0)
     with pytest.raises(RuntimeError, match="worker"):

@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 import pgjobs
 from pgjobs import _queries, admin
+from tests.test_worker import wait_until
 
 Q = _queries.queries()
 Denied = psycopg.errors.InsufficientPrivilege
@@ -237,3 +238,65 @@ async def test_a_worker_runs_jobs_with_only_the_worker_role(dsn, db, granted) ->
         "select count(*) from pgjobs.stats where completed > 0 or failed > 0 or retried > 0"
     ).fetchone()[0]
     assert who >= 1
+
+
+@pytest.mark.slow
+async def test_a_worker_refused_connections_snoozes_handlers_then_recovers(
+    dsn, db, granted, admin_dsn, caplog
+) -> None:
+    """The server refuses the worker any connection beyond its own (CONNECTION LIMIT on
+    its login role): handlers in ctx.transaction() get none, so their attempts are given
+    back (snoozed) rather than failed, and the worker stays up. Once the server lets it
+    have more, every job completes, each on its first counted attempt."""
+    login = f"{granted['worker']}_login"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"create role {login} login connection limit 5 in role {granted['worker']}".encode()
+        )
+    try:
+        jobs = pgjobs.enqueue_many(db, [pgjobs.Task("tx", max_retry=0) for _ in range(4)])
+        server = pgjobs.Server()
+
+        @server.handler("tx")
+        def tx(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+            with ctx.transaction() as conn:
+                conn.execute("select 1")
+
+        caplog.set_level("WARNING", logger="pgjobs.worker")
+        worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
+        config = pgjobs.Config(dsn=worker_dsn, concurrency=4, poll_interval=0.1)
+        await server.start(config)
+        try:
+            await wait_until(
+                lambda: (
+                    db.execute(
+                        "select count(*) from pgjobs.jobs where state = 'scheduled' and attempt = 0"
+                    ).fetchone()
+                    == (4,)
+                ),
+                what="every attempt to be given back",
+            )
+            assert "no database connection for ctx.transaction()" in caplog.text
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f"alter role {login} connection limit 10".encode())
+            await wait_until(
+                lambda: (
+                    db.execute(
+                        "select count(*) from pgjobs.jobs where id = any(%s)", [jobs]
+                    ).fetchone()
+                    == (0,)
+                ),
+                what="every job to complete",
+            )
+            worker = server.worker
+            assert worker is not None
+            assert (worker.processed, worker.failed) == (4, 0)
+        finally:
+            await server.stop(timeout=2)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                b"select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
+                [login],
+            )
+            conn.execute(f"drop role if exists {login}".encode())

@@ -10,28 +10,59 @@ rolled back and :class:`~pgjobs.JobLostError` raised: the work is undone, since 
 attempt owns the job now.
 
 The connections come from pools of their own (sync for sync handlers, async for async
-ones), made on first use, sized to the worker's concurrency, so handlers holding a
-transaction never starve the worker's own connections.
+ones), made on first use, so handlers holding a transaction never starve the worker's
+own connections. Each holds at most ``Config.handler_pool_size`` connections, not one per
+slot: a fleet at high concurrency would otherwise take every connection the server has
+(8 workers at concurrency 50 held 445) and lock out the applications that enqueue.
+Handlers beyond it wait for a connection; since that wait is time the job spends doing
+nothing, the worker counts such waits and says so in its log, at most once a minute.
+When no connection comes within ``CONNECTION_WAIT`` (the server refuses more, or the
+pool is too small for the handlers' transactions), the attempt is snoozed: it is given
+back and the job runs again later. A database that is short of connections is no fault
+of the job, and should not use up its retries.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .. import _queries
-from ..errors import JobLostError
+from ..errors import JobLostError, Snooze
 from .outcome import Outcome, encode_result, finish_params
 
 if TYPE_CHECKING:
     from ..context import Context
 
 __all__ = ["JobTransactions"]
+
+log = logging.getLogger("pgjobs.worker")
+
+#: A handler that waited this long for a connection counts as having waited for one.
+WAIT_NOTICED = 0.05
+#: Least time between two log lines about handlers waiting for connections.
+WAIT_LOG_INTERVAL = 60.0
+#: Longest wait for a connection before the attempt is snoozed, and for how long.
+CONNECTION_WAIT = 5.0
+
+
+class NoConnection(Snooze):
+    """No handler connection came in time: the attempt is given back (see module doc)."""
+
+    def __init__(self, job_id: int, size: int) -> None:
+        super().__init__(CONNECTION_WAIT)
+        self.args = (
+            f"job {job_id}: no database connection for ctx.transaction() within "
+            f"{CONNECTION_WAIT:g}s (handler_pool_size {size}; the server may be refusing "
+            f"connections); the attempt is given back and runs again in {CONNECTION_WAIT:g}s",
+        )
 
 
 class JobTransactions:
@@ -46,6 +77,41 @@ class JobTransactions:
         self._lock = threading.Lock()
         self._sync_pool: ConnectionPool[Any] | None = None
         self._async_pool: AsyncConnectionPool[Any] | None = None
+        #: How many times a handler waited for a connection (see WAIT_NOTICED).
+        self.waits = 0
+        self._unlogged_waits = 0
+        self._longest_unlogged = 0.0
+        self._logged_at = -WAIT_LOG_INTERVAL
+
+    def _unavailable(self, ctx: Context) -> NoConnection:
+        error = NoConnection(ctx.job_id, self._size)
+        log.warning("%s", error, extra={"job_id": ctx.job_id})
+        return error
+
+    def _acquired(self, since: float) -> None:
+        """A handler got its connection; note it if it had to wait (any thread)."""
+        waited = time.monotonic() - since
+        if waited < WAIT_NOTICED:
+            return
+        with self._lock:
+            self.waits += 1
+            self._unlogged_waits += 1
+            self._longest_unlogged = max(self._longest_unlogged, waited)
+            now = time.monotonic()
+            if now - self._logged_at < WAIT_LOG_INTERVAL:
+                return
+            count, longest = self._unlogged_waits, self._longest_unlogged
+            self._unlogged_waits, self._longest_unlogged = 0, 0.0
+            self._logged_at = now
+        log.warning(
+            "%d handlers waited for a database connection (longest %.1fs): all %d of "
+            "handler_pool_size are in use by ctx.transaction(); raise it if the database "
+            "can take more connections",
+            count,
+            longest,
+            self._size,
+            extra={"handler_connection_waits": count},
+        )
 
     def _params(self, ctx: Context) -> dict[str, Any]:
         completed = Outcome(
@@ -68,8 +134,18 @@ class JobTransactions:
                 self._sync_pool = ConnectionPool(
                     self._dsn, min_size=1, max_size=self._size, open=True, name="pgjobs-handlers"
                 )
-        with self._sync_pool.connection() as conn, self.completing(conn, ctx):
-            yield conn
+        pool = self._sync_pool
+        since = time.monotonic()
+        try:
+            conn = pool.getconn(timeout=CONNECTION_WAIT)
+        except PoolTimeout:
+            raise self._unavailable(ctx) from None
+        try:
+            self._acquired(since)
+            with self.completing(conn, ctx):
+                yield conn
+        finally:
+            pool.putconn(conn)
 
     @asynccontextmanager
     async def asynchronous(self, ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -78,8 +154,18 @@ class JobTransactions:
                 self._dsn, min_size=1, max_size=self._size, open=False, name="pgjobs-handlers"
             )
             await self._async_pool.open()
-        async with self._async_pool.connection() as conn, self.acompleting(conn, ctx):
-            yield conn
+        pool = self._async_pool
+        since = time.monotonic()
+        try:
+            conn = await pool.getconn(timeout=CONNECTION_WAIT)
+        except PoolTimeout:
+            raise self._unavailable(ctx) from None
+        try:
+            self._acquired(since)
+            async with self.acompleting(conn, ctx):
+                yield conn
+        finally:
+            await pool.putconn(conn)
 
     @contextmanager
     def completing(

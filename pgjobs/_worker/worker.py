@@ -253,7 +253,7 @@ class Worker:
             config.schema,
             self.id,
             retain_completed=config.retain_completed,
-            size=config.concurrency,
+            size=min(config.handler_pool_size, config.concurrency),
         )
         self._spawn(self._claim_loop(), "claim loop")
         self._spawn(self._completer.run(), "completer")

@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--schema", help="the pgjobs schema (default: the Config's)")
     parser.add_argument("--concurrency", type=int, help="jobs run at once")
+    parser.add_argument(
+        "--handler-pool-size",
+        type=int,
+        metavar="N",
+        help="most connections handlers hold at once through ctx.transaction() (default 10)",
+    )
     parser.add_argument("--queues", help="queues and weights, as critical=6,default=3,low=1")
     parser.add_argument(
         "--strict", action="store_true", default=None, help="strict priority by weight"
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         ("dsn", "dsn"),
         ("schema", "schema"),
         ("concurrency", "concurrency"),
+        ("handler_pool_size", "handler_pool_size"),
         ("strict", "strict_priority"),
         ("shutdown_timeout", "shutdown_timeout"),
         ("listen", "listen"),
