@@ -15,6 +15,12 @@ server (see ``python -m bench.insert_cost`` for that).
 * ``pgjobs``: ``pgjobs.enqueue(conn, Task(kind, payload))``.
 
 Nothing here is part of the benchmark table; it is a profile to read beside it.
+
+``--check`` is the guard CI runs (``.ci/run``): it counts ``psycopg`` and ``pgjobs`` only
+and fails if pgjobs' count per call, as a multiple of psycopg's, has grown by more than
+``TOLERANCE`` over the ratio kept in ``bench/client_cost.json`` (``--update`` writes it).
+A ratio, not a count, so that a new psycopg or Python, which moves both, does not trip
+it; what it catches is work added to pgjobs' own enqueue path.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -34,6 +41,10 @@ from pgjobs import _queries
 from pgjobs.task import Task
 
 WAYS = ("plain", "psycopg", "pgjobs")
+#: Where --check finds, and --update writes, the kept ratio.
+KEPT = Path(__file__).with_name("client_cost.json")
+#: How much the ratio may grow before --check fails.
+TOLERANCE = 0.15
 
 
 def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
@@ -70,12 +81,47 @@ def instructions(way: str, dsn: str, calls: int) -> int:
     )
 
 
+def per_call(way: str, dsn: str, calls: int) -> float:
+    """The client's instructions per enqueue *way*, start-up excluded."""
+    extra = 2 * calls
+    return (instructions(way, dsn, calls + extra) - instructions(way, dsn, calls)) / extra
+
+
+def check(dsn: str, calls: int, *, update: bool) -> int:
+    """Compare pgjobs' instructions per enqueue, per psycopg's, with the kept ratio."""
+    psycopg_cost = per_call("psycopg", dsn, calls)
+    pgjobs_cost = per_call("pgjobs", dsn, calls)
+    ratio = pgjobs_cost / psycopg_cost
+    print(f"instructions per enqueue: pgjobs {pgjobs_cost:,.0f}, psycopg {psycopg_cost:,.0f}")
+    if update:
+        KEPT.write_text(json.dumps({"pgjobs_per_psycopg": round(ratio, 3)}, indent=2) + "\n")
+        print(f"kept ratio {ratio:.3f} in {KEPT.name}")
+        return 0
+    kept = float(json.loads(KEPT.read_text())["pgjobs_per_psycopg"])
+    limit = kept * (1 + TOLERANCE)
+    verdict = "ok" if ratio <= limit else "FAILED"
+    print(f"pgjobs / psycopg = {ratio:.3f} (kept {kept:.3f}, limit {limit:.3f}): {verdict}")
+    if ratio > limit:
+        print(
+            "the enqueue path does more client work than it did: profile it with "
+            "`python -m bench.client_cost`, or if the cost is meant, run "
+            "`python -m bench.client_cost --check --update`",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.client_cost", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--dsn", default=pg.DEFAULT_ADMIN_DSN, help="an admin DSN of the server")
     parser.add_argument("--calls", type=int, default=500, help="enqueues in the shorter run")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if pgjobs/psycopg grew past the kept ratio"
+    )
+    parser.add_argument("--update", action="store_true", help="with --check: keep this ratio")
     parser.add_argument("--child", nargs=3, metavar=("WAY", "DSN", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -87,6 +133,8 @@ def main() -> int:
     with pg.fresh_database(args.dsn, "client_cost") as dsn:
         get("pgjobs").install(dsn)
         get("plain").install(dsn)
+        if args.check:
+            return check(dsn, args.calls, update=args.update)
         extra = 2 * args.calls
         print(f"instructions per call (callgrind, {extra} calls beyond {args.calls})")
         for way in WAYS:
