@@ -378,6 +378,28 @@ def test_enqueue_refuses_bad_input_in_one_line(run, db, argv: list[str], message
 # --- why, doctor, purge ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "PAYLOAD_JSON is nested too deeply"),
+        ("1" * 5000, "PAYLOAD_JSON cannot be read: Exceeds the limit"),
+    ],
+)
+def test_enqueue_refuses_an_unreadable_payload_in_one_line(
+    dsn, db, payload: str, message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pgjobs", "enqueue", "fx", "-", "--dsn", dsn],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    one_error_line(done.stderr, message)
+    assert db.execute("select count(*) from pgjobs.jobs").fetchone()[0] == 0
+
+
 def test_why(run, db) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("report", delay=3600))
     code, out, _ = run("why", str(job_id))
