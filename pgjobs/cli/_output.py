@@ -1,4 +1,11 @@
-"""What the operator commands share: a database connection, terminal tables, times, JSON."""
+"""What the operator commands share: a database connection, terminal tables, times, JSON.
+
+Everything a command prints that came from the database goes through :func:`clean` (or
+:func:`json_text`): a queue, kind, error or payload is written by whoever can enqueue,
+and printed raw an escape sequence in it would run in the operator's terminal (set the
+window title, clear the screen, hide text). Control characters are shown as escapes
+instead; other Unicode is printed as it is.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import json
 import shutil
 import sys
 import textwrap
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -22,8 +30,10 @@ from ._common import add_database_options, dsn_from, schema_from
 __all__ = [
     "add_json_option",
     "age",
+    "clean",
     "connect",
     "duration",
+    "json_text",
     "new_parser",
     "print_json",
     "table",
@@ -83,9 +93,48 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
             ) from exc
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: Bidirectional embeddings, overrides and isolates: they reorder the text around them.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe(char: str) -> bool:
+    """A character a terminal acts on instead of showing: C0 and C1 controls and DEL
+    (category Cc), line and paragraph separators, and bidirectional controls."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def clean(value: object, *, lines: bool = False) -> str:
+    """*value* as text safe to print on a terminal: control characters as escapes
+    (``\\x1b``, ``\\n``, ``\\x9b``). With *lines*, line breaks are kept (a traceback
+    stays readable) and every other control character is escaped."""
+    text = str(value)
+    if text.isprintable():  # nearly always: nothing to look at character by character
+        return text
+    if lines:
+        return "\n".join(clean(line) for line in text.split("\n"))
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """*value* as JSON safe to print: json escapes C0 controls in strings itself (the
+    line breaks left are the layout's); the rest of what :func:`clean` escapes can only
+    stand inside a string, where ``\\uXXXX`` is valid."""
+    text = json.dumps(admin.jsonable(value), indent=indent, ensure_ascii=False)
+    if text.isascii():
+        return text
+    return "".join(
+        f"\\u{ord(char):04x}" if char > "\x7e" and _unsafe(char) else char for char in text
+    )
+
+
 def print_json(value: Any) -> None:
-    json.dump(admin.jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json_text(value) + "\n")
 
 
 def duration(value: timedelta | float | None) -> str:
@@ -133,7 +182,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap_last: b
     With *wrap_last*, the last column is wrapped to the terminal's width, continuation
     lines indented under it.
     """
-    cells = [[str(cell) for cell in row] for row in rows]
+    cells = [[clean(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in cells:
         for index, cell in enumerate(row):

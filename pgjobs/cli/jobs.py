@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .. import admin
 from ._output import (
     add_json_option,
     age,
+    clean,
     connect,
     duration,
+    json_text,
     new_parser,
     print_json,
     table,
@@ -138,13 +139,15 @@ def run_show(args: argparse.Namespace) -> int:
     ]
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
-        text = str(value).replace("\n", "\n" + " " * (width + 2))
+        # Only an error keeps its line breaks (a traceback); a queue or kind is one line.
+        text = clean(value, lines=name == "last error").replace("\n", "\n" + " " * (width + 2))
         print(f"{name.ljust(width)}  {text}")
     print("payload:")
-    print("  " + json.dumps(job.payload, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    print("  " + json_text(job.payload).replace("\n", "\n  "))
     if job.errors:
         print("errors:")
         for entry in job.errors:
-            error = str(entry.get("error", "")).replace("\n", "\n      ")
-            print(f"  attempt {entry.get('attempt')} at {entry.get('at')}:\n      {error}")
+            error = clean(entry.get("error", ""), lines=True).replace("\n", "\n      ")
+            attempt, at = clean(entry.get("attempt")), clean(entry.get("at"))
+            print(f"  attempt {attempt} at {at}:\n      {error}")
     return 0
