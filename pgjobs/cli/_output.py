@@ -18,24 +18,28 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import psycopg.errors
 
 from .. import admin
 from ..errors import SchemaError
+from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
 
 __all__ = [
     "add_json_option",
     "age",
+    "age_limit",
     "clean",
     "connect",
+    "count",
     "duration",
     "json_text",
     "new_parser",
     "print_json",
+    "refresh_seconds",
     "table",
     "timestamp",
 ]
@@ -61,7 +65,57 @@ def new_parser(
     if database:
         add_database_options(parser)
     parser.set_defaults(log_level="WARNING")
+    parser.error = _one_line_error  # type: ignore[method-assign]
     return parser
+
+
+def _one_line_error(message: str) -> NoReturn:
+    """A command's argument error as the other errors are: one line, exit status 2
+    (argparse's own would print the whole usage first)."""
+    print(f"pgjobs: error: {clean(message)}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+#: Most rows per statement, jobs listed or seconds between refreshes that an option
+#: takes: an integer column's range, and a day.
+MAX_COUNT = 2**31 - 1
+MAX_REFRESH_SECONDS = 86_400.0
+
+
+def count(text: str) -> int:
+    """An option's whole number, 1 to :data:`MAX_COUNT` (argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT}, not {text}")
+    return value
+
+
+def refresh_seconds(text: str) -> float:
+    """Seconds between two refreshes, 0.1 to :data:`MAX_REFRESH_SECONDS` (``type=``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= MAX_REFRESH_SECONDS:  # also NaN
+        raise argparse.ArgumentTypeError(
+            f"must be from 0.1 to {MAX_REFRESH_SECONDS:g} seconds, not {text}"
+        )
+    return value
+
+
+def age_limit(text: str) -> timedelta:
+    """A duration that the database subtracts from now(), such as ``--older-than 7d``:
+    up to MAX_SECONDS (100 years), within any timestamp's range (``type=``)."""
+    try:
+        value = admin.parse_duration(text)
+    except admin.InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value.total_seconds() > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most 100 years (36525d), not {text}")
+    return value
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

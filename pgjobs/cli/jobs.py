@@ -10,6 +10,7 @@ from ._output import (
     age,
     clean,
     connect,
+    count,
     duration,
     json_text,
     new_parser,
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--state", choices=admin.STATES, help="only jobs in this state")
     listing.add_argument("--queue", help="only jobs of this queue")
     listing.add_argument("--kind", help="only jobs of this kind")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
     add_json_option(listing)
     listing.set_defaults(func=run_list)
 
