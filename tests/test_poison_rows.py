@@ -276,3 +276,17 @@ async def wait_for_state_any(
 ) -> dict[str, Any]:
     await wait_until(lambda: job_row(db, job_id)["state"] in states, what=f"job {job_id} {states}")
     return job_row(db, job_id)
+
+
+@pytest.mark.parametrize("payload", [nested(5000), "1" + "0" * 5000])
+@pytest.mark.parametrize("errors", [None, "5", '["not an entry"]', nested(5000)])
+def test_jobs_show_shows_a_job_whose_row_python_cannot_decode(
+    capsys, dsn, db, payload: str, errors: str | None
+) -> None:
+    from pgjobs.cli import main
+
+    job_id = insert(db, "innocent", payload, errors)
+    for argv in (["jobs", "show", str(job_id)], ["jobs", "show", str(job_id), "--json"]):
+        assert main([*argv, "--dsn", dsn]) == 0
+        out = capsys.readouterr().out
+        assert "bytes of JSON that Python cannot decode" in out

@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 import psycopg
 import psycopg.errors
+from psycopg.abc import Buffer
+from psycopg.types.json import JsonbLoader
 
 from .. import admin
 from ..errors import SchemaError
@@ -134,6 +136,7 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
     schema = schema_from(args)
     dsn = dsn_from(args)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.adapters.register_loader("jsonb", _TolerantJsonbLoader)
         try:
             yield conn
         except (
@@ -185,6 +188,18 @@ def json_text(value: Any, *, indent: int | None = 2) -> str:
     return "".join(
         f"\\u{ord(char):04x}" if char > "\x7e" and _unsafe(char) else char for char in text
     )
+
+
+class _TolerantJsonbLoader(JsonbLoader):
+    """jsonb as Python values, or a note where Python cannot decode one: a payload
+    nested thousands deep, or holding an integer of thousands of digits, is a value
+    jsonb accepts from any enqueuer, and `jobs show` must still show its job."""
+
+    def load(self, data: Buffer) -> Any:
+        try:
+            return super().load(data)
+        except (ValueError, RecursionError) as exc:
+            return f"<{len(data)} bytes of JSON that Python cannot decode: {type(exc).__name__}>"
 
 
 def print_json(value: Any) -> None:

@@ -147,7 +147,10 @@ def run_show(args: argparse.Namespace) -> int:
     print("  " + json_text(job.payload).replace("\n", "\n  "))
     if job.errors:
         print("errors:")
-        for entry in job.errors:
+        for entry in job.errors if isinstance(job.errors, list) else [job.errors]:
+            if not isinstance(entry, dict):  # not one the worker wrote: show it as it is
+                print("  " + json_text(entry).replace("\n", "\n  "))
+                continue
             error = clean(entry.get("error", ""), lines=True).replace("\n", "\n      ")
             attempt, at = clean(entry.get("attempt")), clean(entry.get("at"))
             print(f"  attempt {attempt} at {at}:\n      {error}")
