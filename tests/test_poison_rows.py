@@ -8,6 +8,7 @@ goes on claiming.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -290,3 +291,59 @@ def test_jobs_show_shows_a_job_whose_row_python_cannot_decode(
         assert main([*argv, "--dsn", dsn]) == 0
         out = capsys.readouterr().out
         assert "bytes of JSON that Python cannot decode" in out
+
+
+async def test_the_completer_writes_around_an_outcome_the_database_refuses(
+    dsn, db, running
+) -> None:
+    """Outcomes are made storable where they are decided; should one still be refused,
+    the rest of its batch is written, and its own job fails with the database's error."""
+    from pgjobs._worker.outcome import Outcome
+
+    server = pgjobs.Server()
+    started: set[int] = set()
+    release = asyncio.Event()
+
+    @server.handler("block")
+    async def block(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.add(ctx.job_id)
+        await release.wait()
+
+    good, nul, far = pgjobs.enqueue_many(db, [pgjobs.Task("block") for _ in range(3)])
+    await running(server, make_config(dsn, retain_completed=True))
+    worker = server.worker
+    assert worker is not None
+    await wait_until(lambda: started == {good, nul, far}, what="three running jobs")
+    completer = worker._completer
+    assert completer is not None
+    completer.add(Outcome(good, 1, "completed"))
+    completer.add(Outcome(nul, 1, "failed", error="a NUL \x00 the driver refuses"))
+    completer.add(Outcome(far, 1, "scheduled", delay=1e300, error="past any timestamp"))
+    await wait_until(
+        lambda: (
+            [job_row(db, j)["state"] for j in (good, nul, far)] == ["completed", "failed", "failed"]
+        ),
+        what="the outcomes written",
+    )
+    assert "was refused" in job_row(db, nul)["last_error"]
+    assert "was refused" in job_row(db, far)["last_error"]
+    release.set()
+    later = pgjobs.enqueue(db, pgjobs.Task("block"))
+    await wait_until(lambda: job_row(db, later)["state"] == "completed", what="a later job")
+    assert not worker._failed.is_set()
+
+
+async def test_a_handler_raising_cancelled_error_fails_its_attempt(dsn, db, running) -> None:
+    server = pgjobs.Server()
+
+    @server.handler("cancels_itself")
+    async def cancels_itself(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise asyncio.CancelledError("not the worker's")
+
+    job_id = pgjobs.enqueue(db, pgjobs.Task("cancels_itself", max_retry=0))
+    await running(server, make_config(dsn))
+    await wait_until(lambda: job_row(db, job_id)["state"] == "failed", what="the job failed")
+    assert job_row(db, job_id)["last_error"].startswith("CancelledError: not the worker's")
+    worker = server.worker
+    assert worker is not None
+    assert not worker._failed.is_set()

@@ -664,9 +664,12 @@ class Worker:
                 )
             else:  # the common case, on the hot path: no ExitStack, no extra frame
                 result = await registration.func(run.ctx, run.task)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if run.ctx.reason is None:
-                raise  # not a cancellation of ours
+                # Not a cancellation of ours (each sets a reason first): the handler's
+                # own code raised it. Its attempt failed; the job must not stay running.
+                self._conclude(run, error=exc)
+                raise
         except BaseException as exc:
             if run.ctx.reason == "timeout":
                 self._expire(run)
