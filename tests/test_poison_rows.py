@@ -57,7 +57,7 @@ REFUSED_BY_POSTGRES = ['"\\ud800"', '"\\udc00"', '"\\ud800x"', '"\\u0000"']
 def deepest_accepted(db: psycopg.Connection[Any]) -> list[int]:
     """The deep nestings beyond 5,000 that this server's stack depth admits as jsonb."""
     depths = []
-    for depth in (20_000, 100_000):
+    for depth in (10_000, 20_000, 100_000):
         try:
             db.execute("select %s::text::jsonb", (nested(depth),))
         except psycopg.errors.StatementTooComplex:
