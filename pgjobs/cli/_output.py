@@ -78,9 +78,10 @@ def _one_line_error(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-#: Most rows per statement, jobs listed or seconds between refreshes that an option
-#: takes: an integer column's range, and a day.
+#: The largest count an option takes (rows per batch, jobs listed): the range of the
+#: integer parameter it becomes in SQL.
 MAX_COUNT = 2**31 - 1
+#: The longest ``--watch`` interval: a day (time.sleep overflows on huge values).
 MAX_REFRESH_SECONDS = 86_400.0
 
 
