@@ -68,6 +68,7 @@ from . import _queries
 from ._ops import Op, Statement, run, run_async
 from ._worker.handler import call_error_hooks, call_handler, call_handler_async, timeout_error
 from ._worker.outcome import Outcome, decide, describe_error, finish_params
+from ._worker.rows import decode_claimed
 from ._worker.transactions import JobTransactions
 from .context import Context
 from .enqueue import (
@@ -478,6 +479,8 @@ class _Claimed:
     ctx: Context
     task: Task
     registration: Registration | None
+    #: Why the job cannot run (its row cannot be decoded), as the worker fails it.
+    unrunnable: BaseException | None = None
 
 
 class _Session:
@@ -557,14 +560,18 @@ class _Session:
 
     def _prepare(self, row: tuple[Any, ...]) -> _Claimed:
         job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
+        payload, errors, unrunnable = decode_claimed(payload, errors)
         ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self.transactions)
         task = _from_row(kind, payload, queue, max_retry, timeout, priority)
         registration = self.server.registry.find(kind)
-        return _Claimed(job_id, attempt, max_retry, timeout, ctx, task, registration)
+        return _Claimed(job_id, attempt, max_retry, timeout, ctx, task, registration, unrunnable)
 
     # running
 
-    def missing(self, claimed: _Claimed) -> HandlerNotFoundError:
+    def missing(self, claimed: _Claimed) -> BaseException:
+        """Why *claimed* cannot run at all: its row cannot be decoded, or no handler."""
+        if claimed.unrunnable is not None:
+            return claimed.unrunnable
         try:
             self.server.registry.get_handler(claimed.task.kind)
         except HandlerNotFoundError as exc:
@@ -697,7 +704,7 @@ def _attempt(
     registration = claimed.registration
     result: Any = None
     error: BaseException | None
-    if registration is None:
+    if registration is None or claimed.unrunnable is not None:
         error = session.missing(claimed)
     elif registration.is_async:
         result, error = loop.run(session.call_async(claimed))
@@ -716,7 +723,7 @@ async def _attempt_async(
 ) -> JobRun:
     result: Any = None
     error: BaseException | None
-    if claimed.registration is None:
+    if claimed.registration is None or claimed.unrunnable is not None:
         error = session.missing(claimed)
     else:
         result, error = await session.call_async(claimed)

@@ -43,7 +43,10 @@ class Run:
 
     def __call__(self, *argv: str, dsn: bool = True) -> tuple[int, str, str]:
         args = [*argv, "--dsn", self.dsn] if dsn else list(argv)
-        code = main(args)
+        try:
+            code = main(args)
+        except SystemExit as exited:  # argparse's way out, as `python -m pgjobs` ends
+            code = int(exited.code or 0)
         out, err = self.capsys.readouterr()
         return code, out, err
 
@@ -172,7 +175,7 @@ def test_status_json(run, db) -> None:
 
 def test_status_watch_refreshes(run, db) -> None:
     pgjobs.enqueue(db, pgjobs.Task("a"))
-    code, out, _ = run("status", "--watch", "0.05", "--refreshes", "3")
+    code, out, _ = run("status", "--watch", "0.1", "--refreshes", "3")
     assert code == 0
     assert out.count("pgjobs status at ") == 3
     assert out.count("QUEUE") == 3
@@ -378,6 +381,28 @@ def test_enqueue_refuses_bad_input_in_one_line(run, db, argv: list[str], message
 # --- why, doctor, purge ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "PAYLOAD_JSON is nested too deeply"),
+        ("1" * 5000, "PAYLOAD_JSON cannot be read: Exceeds the limit"),
+    ],
+)
+def test_enqueue_refuses_an_unreadable_payload_in_one_line(
+    dsn, db, payload: str, message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pgjobs", "enqueue", "fx", "-", "--dsn", dsn],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    one_error_line(done.stderr, message)
+    assert db.execute("select count(*) from pgjobs.jobs").fetchone()[0] == 0
+
+
 def test_why(run, db) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("report", delay=3600))
     code, out, _ = run("why", str(job_id))
@@ -446,6 +471,38 @@ def test_purge_refuses_a_bad_duration(run, bad: str) -> None:
         return
     assert code == 2
     one_error_line(err, "duration")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["purge", "--older-than", "7d", "--batch-size", "1099511627776"], "--batch-size"),
+        (["purge", "--older-than", "7d", "--batch-size", "0"], "--batch-size"),
+        (["purge", "--older-than", "99999999d"], "--older-than"),
+        (["purge", "--older-than", "36526d", "--dry-run"], "--older-than"),
+        (["status", "--watch", "-1", "--refreshes", "2"], "--watch"),
+        (["status", "--watch", "0", "--refreshes", "2"], "--watch"),
+        (["status", "--watch", "nan", "--refreshes", "2"], "--watch"),
+        (["status", "--watch", "1e308", "--refreshes", "2"], "--watch"),
+        (["jobs", "list", "--limit", "99999999999999999999"], "--limit"),
+        (["jobs", "list", "--limit", "-5"], "--limit"),
+        (["jobs", "list", "--limit", "ten"], "--limit"),
+        (["doctor", "--long-transaction", "99999999d"], "--long-transaction"),
+        (["doctor", "--long-transaction", "-1m"], "--long-transaction"),
+    ],
+)
+def test_an_out_of_range_option_is_one_line_naming_it(run, argv: list[str], fragment: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2
+    assert out == ""
+    one_error_line(err, f"argument {fragment}: ")
+
+
+def test_options_at_their_bounds_are_accepted(run) -> None:
+    assert run("purge", "--older-than", "36525d", "--dry-run")[0] == 0
+    assert run("purge", "--older-than", "1s", "--batch-size", "2147483647")[0] == 0
+    assert run("status", "--watch", "0.1", "--refreshes", "1")[0] == 0
+    assert run("jobs", "list", "--limit", "2147483647")[0] == 0
 
 
 # --- grants ---------------------------------------------------------------------------------

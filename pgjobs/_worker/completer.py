@@ -5,7 +5,9 @@ all (up to ``MAX_BATCH``) in one ``job_finish_many`` statement. Under load that 
 hundreds of outcomes per round trip; when idle, an outcome is written at once. Nothing
 is dropped when the database is away: the batch is retried with backoff, and each row's
 guard (state running, same attempt) makes a late write harmless if the job was rescued
-meanwhile.
+meanwhile. An outcome that the statement itself refuses (a value out of range, text the
+database cannot store) must not hold back the rest: a batch refused for its data is
+written one outcome at a time, and an outcome refused alone fails its job instead.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import asyncio
 import logging
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
-from .outcome import Outcome, finish_params
+from .outcome import Outcome, describe_error, finish_params
 from .retry import DB_ERRORS, reconnect_delay
 
 __all__ = ["Completer"]
@@ -25,6 +28,10 @@ __all__ = ["Completer"]
 log = logging.getLogger("pgjobs.worker")
 
 MAX_BATCH = 5000
+#: What a statement raises when one of its values is refused, not the connection lost:
+#: data exceptions and constraint violations (SQLSTATE classes 22 and 23), and a value
+#: the driver cannot send.
+REFUSED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError, ValueError)
 
 
 class Completer:
@@ -92,6 +99,35 @@ class Completer:
                 await asyncio.sleep(delay)
 
     async def _flush(self, conn: Any, batch: list[Outcome]) -> None:
+        try:
+            await self._write(conn, batch)
+        except REFUSED as exc:
+            log.error(
+                "a batch of %d job outcomes was refused (%s); writing them one by one",
+                len(batch),
+                exc,
+            )
+            for outcome in batch:
+                await self._write_alone(conn, outcome)
+
+    async def _write_alone(self, conn: Any, outcome: Outcome) -> None:
+        try:
+            await self._write(conn, [outcome])
+        except REFUSED as exc:
+            log.error(
+                "job %d attempt %d: outcome %r refused by the database (%s); failing the job",
+                outcome.job_id,
+                outcome.attempt,
+                outcome.state,
+                exc,
+                extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
+            )
+            error = f"its outcome {outcome.state!r} was refused: {describe_error(exc)}"
+            await self._write(
+                conn, [Outcome(outcome.job_id, outcome.attempt, "failed", error=error)]
+            )
+
+    async def _write(self, conn: Any, batch: list[Outcome]) -> None:
         params = finish_params(
             batch, worker_id=self._worker_id, retain_completed=self._retain_completed
         )

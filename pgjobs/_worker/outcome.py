@@ -6,14 +6,15 @@ job's next state, so the worker and ``pgjobs.testing`` cannot disagree about it.
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..backoff import Backoff, default_backoff
-from ..errors import Cancel, SkipRetry, Snooze
+from ..errors import Cancel, PayloadError, SkipRetry, Snooze
+from ..task import MAX_SECONDS, encode_payload
 
 __all__ = [
     "MAX_ERROR_CHARS",
@@ -53,29 +54,44 @@ class Outcome(NamedTuple):
 
 
 def describe_error(error: BaseException, *, frames: int = 5) -> str:
-    """``Type: message`` and a short traceback (innermost frames), bounded in size."""
-    head = f"{type(error).__name__}: {error}".rstrip(": ")
+    """``Type: message`` and a short traceback (innermost frames), bounded in size, as
+    text Postgres can store whatever the exception holds."""
+    try:
+        message = str(error)
+    except Exception:  # an exception's __str__ is the handler author's code
+        message = f"<unprintable {type(error).__name__} object>"
+    head = f"{type(error).__name__}: {message}".rstrip(": ")
     tb = traceback.extract_tb(error.__traceback__)[-frames:] if error.__traceback__ else []
     if tb:
         head += "\n" + "".join(traceback.format_list(tb)).rstrip()
     if len(head) > MAX_ERROR_CHARS:
         head = head[: MAX_ERROR_CHARS - 15] + "\n[... cut ...]"
-    return head
+    return _storable(head)
+
+
+def _storable(text: str) -> str:
+    """*text* without what a Postgres text value cannot hold: NUL, and lone surrogates
+    (which have no UTF-8 form), both written as backslash escapes."""
+    if text.isascii():
+        return text.replace("\x00", "\\x00")
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def encode_result(job_id: int, value: Any) -> str | None:
     """The handler's return value as JSON text; None stores nothing.
 
-    The job's work is done by then, so a value JSON cannot hold does not fail the job: it
+    The job's work is done by then, so a value jsonb cannot hold (not JSON, nested too
+    deeply, holding itself, NUL characters, lone surrogates) does not fail the job: it
     completes without a result, and the error is logged.
     """
     if value is None:
         return None
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        return encode_payload(value, max_bytes=sys.maxsize)
+    except PayloadError as exc:
         log.error(
-            "job %d: result not stored, it is not JSON-serialisable: %s",
+            "job %d: result not stored, jsonb cannot hold it: %s",
             job_id,
             exc,
             extra={"job_id": job_id},
@@ -95,18 +111,23 @@ def decide(
     if error is None:
         return Outcome(job_id, attempt, "completed", result=encode_result(job_id, result))
     if isinstance(error, Snooze):
-        return Outcome(job_id, attempt, "scheduled", delay=error.seconds, refund=True)
+        return Outcome(job_id, attempt, "scheduled", delay=_bounded(error.seconds), refund=True)
     if isinstance(error, Cancel):
-        return Outcome(job_id, attempt, "cancelled", error=f"Cancel: {error.reason}")
+        return Outcome(job_id, attempt, "cancelled", error=_storable(f"Cancel: {error.reason}"))
     text = describe_error(error)
     if isinstance(error, SkipRetry) or attempt > max_retry:
         return Outcome(job_id, attempt, "failed", error=text)
     try:
-        delay = max(0.0, float(backoff(attempt, error)))
+        delay = float(backoff(attempt, error))
     except Exception:
         log.exception("job %d: its backoff function failed; using the default", job_id)
         delay = default_backoff(attempt, error)
-    return Outcome(job_id, attempt, "scheduled", delay=delay, error=text)
+    return Outcome(job_id, attempt, "scheduled", delay=_bounded(delay), error=text)
+
+
+def _bounded(delay: float) -> float:
+    """*delay* within what the database can add to now(): 0 to MAX_SECONDS (NaN is 0)."""
+    return min(delay, MAX_SECONDS) if delay > 0.0 else 0.0
 
 
 def finish_params(

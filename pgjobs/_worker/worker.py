@@ -64,6 +64,7 @@ from .leader import Elector, leader_services
 from .listener import Listener
 from .outcome import Outcome, decide, describe_error
 from .retry import DB_ERRORS, reconnect_delay
+from .rows import decode_claimed
 from .services import Heartbeat, Rescuer, Stager, run_periodically
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
@@ -599,10 +600,12 @@ class Worker:
 
     def _start(self, row: tuple[Any, ...]) -> Running | None:
         """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
-        there is no handler for it (its attempt is already recorded as failed)."""
+        there is no handler for it or its row cannot be decoded (its attempt is already
+        recorded as failed)."""
         job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
         loop = self._loop
         assert loop is not None
+        payload, errors, unrunnable = decode_claimed(payload, errors)
         registration = self.registry.find(kind)
         ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
         task = _from_row(kind, payload, queue, max_retry, timeout, priority)
@@ -611,12 +614,12 @@ class Worker:
         self._running[job_id] = run
         self._free -= 1
         self._idle.clear()
-        if registration is None:
-            missing = HandlerNotFoundError(
+        if unrunnable is not None or registration is None:
+            error = unrunnable or HandlerNotFoundError(
                 f"no handler registered for kind {kind!r} on worker {self.id}"
                 f" (registered: {', '.join(self.registry.kinds()) or 'none'})"
             )
-            self._conclude(run, error=missing)
+            self._conclude(run, error=error)
             self._finish(run)
             return None
         if registration.is_async:
@@ -661,9 +664,12 @@ class Worker:
                 )
             else:  # the common case, on the hot path: no ExitStack, no extra frame
                 result = await registration.func(run.ctx, run.task)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if run.ctx.reason is None:
-                raise  # not a cancellation of ours
+                # Not a cancellation of ours (each sets a reason first): the handler's
+                # own code raised it. Its attempt failed; the job must not stay running.
+                self._conclude(run, error=exc)
+                raise
         except BaseException as exc:
             if run.ctx.reason == "timeout":
                 self._expire(run)
@@ -711,9 +717,11 @@ class Worker:
         registration = run.registration
         backoff = (registration.backoff if registration else None) or self.config.backoff
         outcome = decide(run.id, run.attempt, run.max_retry, error, result, backoff)
+        # Settled before the error hooks run, so that nothing they do can keep the
+        # outcome from being recorded.
+        self._settle(run, outcome)
         if error is not None:
             self._report(run, error, outcome)
-        self._settle(run, outcome)
 
     def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
         """Log what became of a failed attempt and tell the error hooks."""

@@ -35,6 +35,7 @@ from . import (
     why,
     worker_cmd,
 )
+from ._output import clean
 
 __all__ = ["main"]
 
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error(message: str) -> int:
-    print(f"pgjobs: error: {message}", file=sys.stderr)
+    # A message may quote the database (a queue's name, Postgres' own words): one line,
+    # with no control character of its own (see _output.clean).
+    print(f"pgjobs: error: {clean(message)}", file=sys.stderr)
     return 2
 
 

@@ -1,4 +1,11 @@
-"""What the operator commands share: a database connection, terminal tables, times, JSON."""
+"""What the operator commands share: a database connection, terminal tables, times, JSON.
+
+Everything a command prints that came from the database goes through :func:`clean` (or
+:func:`json_text`): a queue, kind, error or payload is written by whoever can enqueue,
+and printed raw an escape sequence in it would run in the operator's terminal (set the
+window title, clear the screen, hide text). Control characters are shown as escapes
+instead; other Unicode is printed as it is.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +14,34 @@ import json
 import shutil
 import sys
 import textwrap
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import psycopg.errors
+from psycopg.abc import Buffer
+from psycopg.types.json import JsonbLoader
 
 from .. import admin
 from ..errors import SchemaError
+from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
 
 __all__ = [
     "add_json_option",
     "age",
+    "age_limit",
+    "clean",
     "connect",
+    "count",
     "duration",
+    "json_text",
     "new_parser",
     "print_json",
+    "refresh_seconds",
     "table",
     "timestamp",
 ]
@@ -51,7 +67,58 @@ def new_parser(
     if database:
         add_database_options(parser)
     parser.set_defaults(log_level="WARNING")
+    parser.error = _one_line_error  # type: ignore[method-assign]
     return parser
+
+
+def _one_line_error(message: str) -> NoReturn:
+    """A command's argument error as the other errors are: one line, exit status 2
+    (argparse's own would print the whole usage first)."""
+    print(f"pgjobs: error: {clean(message)}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+#: The largest count an option takes (rows per batch, jobs listed): the range of the
+#: integer parameter it becomes in SQL.
+MAX_COUNT = 2**31 - 1
+#: The longest ``--watch`` interval: a day (time.sleep overflows on huge values).
+MAX_REFRESH_SECONDS = 86_400.0
+
+
+def count(text: str) -> int:
+    """An option's whole number, 1 to :data:`MAX_COUNT` (argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT}, not {text}")
+    return value
+
+
+def refresh_seconds(text: str) -> float:
+    """Seconds between two refreshes, 0.1 to :data:`MAX_REFRESH_SECONDS` (``type=``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= MAX_REFRESH_SECONDS:  # also NaN
+        raise argparse.ArgumentTypeError(
+            f"must be from 0.1 to {MAX_REFRESH_SECONDS:g} seconds, not {text}"
+        )
+    return value
+
+
+def age_limit(text: str) -> timedelta:
+    """A duration that the database subtracts from now(), such as ``--older-than 7d``:
+    up to MAX_SECONDS (100 years), within any timestamp's range (``type=``)."""
+    try:
+        value = admin.parse_duration(text)
+    except admin.InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value.total_seconds() > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most 100 years (36525d), not {text}")
+    return value
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +137,7 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
     schema = schema_from(args)
     dsn = dsn_from(args)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.adapters.register_loader("jsonb", _TolerantJsonbLoader)
         try:
             yield conn
         except (
@@ -83,9 +151,60 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
             ) from exc
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: Bidirectional embeddings, overrides and isolates: they reorder the text around them.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe(char: str) -> bool:
+    """A character a terminal acts on instead of showing: C0 and C1 controls and DEL
+    (category Cc), line and paragraph separators, and bidirectional controls."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def clean(value: object, *, lines: bool = False) -> str:
+    """*value* as text safe to print on a terminal: control characters as escapes
+    (``\\x1b``, ``\\n``, ``\\x9b``). With *lines*, line breaks are kept (a traceback
+    stays readable) and every other control character is escaped."""
+    text = str(value)
+    if text.isprintable():  # nearly always: nothing to look at character by character
+        return text
+    if lines:
+        return "\n".join(clean(line) for line in text.split("\n"))
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def json_text(value: Any, *, indent: int | None = 2) -> str:
+    """*value* as JSON safe to print: json escapes C0 controls in strings itself (the
+    line breaks left are the layout's); the rest of what :func:`clean` escapes can only
+    stand inside a string, where ``\\uXXXX`` is valid."""
+    text = json.dumps(admin.jsonable(value), indent=indent, ensure_ascii=False)
+    if text.isascii():
+        return text
+    return "".join(
+        f"\\u{ord(char):04x}" if char > "\x7e" and _unsafe(char) else char for char in text
+    )
+
+
+class _TolerantJsonbLoader(JsonbLoader):
+    """jsonb as Python values, or a note where Python cannot decode one: a payload
+    nested thousands deep, or holding an integer of thousands of digits, is a value
+    jsonb accepts from any enqueuer, and `jobs show` must still show its job."""
+
+    def load(self, data: Buffer) -> Any:
+        try:
+            return super().load(data)
+        except (ValueError, RecursionError) as exc:
+            return f"<{len(data)} bytes of JSON that Python cannot decode: {type(exc).__name__}>"
+
+
 def print_json(value: Any) -> None:
-    json.dump(admin.jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json_text(value) + "\n")
 
 
 def duration(value: timedelta | float | None) -> str:
@@ -133,7 +252,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap_last: b
     With *wrap_last*, the last column is wrapped to the terminal's width, continuation
     lines indented under it.
     """
-    cells = [[str(cell) for cell in row] for row in rows]
+    cells = [[clean(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in cells:
         for index, cell in enumerate(row):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import connect, new_parser
+from ._output import clean, connect, new_parser
 
 EXAMPLES = """
 pgjobs cancel 42
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 "can be cancelled"
             )
     if before.state == "running":
-        print(f"job {job_id} cancelled; its worker {before.worker_id} was told to stop it")
+        worker = clean(before.worker_id)
+        print(f"job {job_id} cancelled; its worker {worker} was told to stop it")
     else:
         print(f"job {job_id} cancelled (it was {before.state})")
     return 0

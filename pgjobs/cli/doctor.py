@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin, migrate
-from ._output import add_json_option, connect, duration, new_parser, print_json, table
+from ._output import add_json_option, age_limit, connect, duration, new_parser, print_json, table
 
 EXAMPLES = """
 pgjobs doctor                         # exit status 1 when something needs attention
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--long-transaction",
+        type=age_limit,
         default="5m",
         metavar="DURATION",
         help="flag transactions open at least this long (default 5m)",
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    long_transaction = admin.parse_duration(args.long_transaction)
+    long_transaction = args.long_transaction
     with connect(args) as conn:
         current = migrate.current_revision(conn, args.schema)
         head = migrate.head_revision()

@@ -65,6 +65,10 @@ def _payload(text: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise admin.InvalidArgumentError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise admin.InvalidArgumentError("PAYLOAD_JSON is nested too deeply") from None
+    except ValueError as exc:  # an integer too long for Python to read
+        raise admin.InvalidArgumentError(f"PAYLOAD_JSON cannot be read: {exc}") from None
 
 
 def _run_at(text: str | None) -> datetime | None:

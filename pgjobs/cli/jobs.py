@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from .. import admin
 from ._output import (
     add_json_option,
     age,
+    clean,
     connect,
+    count,
     duration,
+    json_text,
     new_parser,
     print_json,
     table,
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--state", choices=admin.STATES, help="only jobs in this state")
     listing.add_argument("--queue", help="only jobs of this queue")
     listing.add_argument("--kind", help="only jobs of this kind")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
     add_json_option(listing)
     listing.set_defaults(func=run_list)
 
@@ -138,13 +140,18 @@ def run_show(args: argparse.Namespace) -> int:
     ]
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
-        text = str(value).replace("\n", "\n" + " " * (width + 2))
+        # Only an error keeps its line breaks (a traceback); a queue or kind is one line.
+        text = clean(value, lines=name == "last error").replace("\n", "\n" + " " * (width + 2))
         print(f"{name.ljust(width)}  {text}")
     print("payload:")
-    print("  " + json.dumps(job.payload, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    print("  " + json_text(job.payload).replace("\n", "\n  "))
     if job.errors:
         print("errors:")
-        for entry in job.errors:
-            error = str(entry.get("error", "")).replace("\n", "\n      ")
-            print(f"  attempt {entry.get('attempt')} at {entry.get('at')}:\n      {error}")
+        for entry in job.errors if isinstance(job.errors, list) else [job.errors]:
+            if not isinstance(entry, dict):  # not one the worker wrote: show it as it is
+                print("  " + json_text(entry).replace("\n", "\n  "))
+                continue
+            error = clean(entry.get("error", ""), lines=True).replace("\n", "\n      ")
+            attempt, at = clean(entry.get("attempt")), clean(entry.get("at"))
+            print(f"  attempt {attempt} at {at}:\n      {error}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import connect, duration, new_parser
+from ._output import age_limit, connect, count, duration, new_parser
 
 EXAMPLES = """
 pgjobs purge --older-than 7d                      # completed, failed and cancelled jobs
@@ -27,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         examples=EXAMPLES,
     )
     parser.add_argument(
-        "--older-than", required=True, metavar="DURATION", help="such as 7d, 12h or 90m"
+        "--older-than",
+        required=True,
+        type=age_limit,
+        metavar="DURATION",
+        help="such as 7d, 12h or 90m",
     )
     parser.add_argument(
         "--state",
@@ -36,17 +40,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="only this finished state (repeatable; default all three)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=10_000, help="rows per transaction (default 10000)"
+        "--batch-size", type=count, default=10_000, help="rows per transaction (default 10000)"
     )
     parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    older_than = admin.parse_duration(args.older_than)
+    older_than = args.older_than
     states = args.state or list(admin.FINISHED_STATES)
-    if args.batch_size < 1:
-        raise admin.InvalidArgumentError("--batch-size must be 1 or more")
     what = f"{'/'.join(states)} jobs that finished more than {duration(older_than)} ago"
     with connect(args) as conn:
         if args.dry_run:

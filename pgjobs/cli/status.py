@@ -8,7 +8,17 @@ import time
 from datetime import datetime
 
 from .. import admin
-from ._output import add_json_option, age, connect, duration, new_parser, print_json, table
+from ._output import (
+    add_json_option,
+    age,
+    connect,
+    count,
+    duration,
+    new_parser,
+    print_json,
+    refresh_seconds,
+    table,
+)
 
 EXAMPLES = """
 pgjobs status                 # one table of queues by state, then the live workers
@@ -34,13 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--watch",
         nargs="?",
-        type=float,
+        type=refresh_seconds,
         const=2.0,
         metavar="SECONDS",
         help="refresh every SECONDS (default 2) until Ctrl-C",
     )
     # For tests: stop after this many refreshes.
-    parser.add_argument("--refreshes", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--refreshes", type=count, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -124,6 +134,6 @@ def run(args: argparse.Namespace) -> int:
             if args.watch is None or (args.refreshes is not None and refreshes >= args.refreshes):
                 return 0
             try:
-                time.sleep(max(args.watch, 0.1))
+                time.sleep(args.watch)
             except KeyboardInterrupt:
                 return 0

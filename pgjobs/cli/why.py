@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import connect, new_parser
+from ._output import clean, connect, new_parser
 
 EXAMPLES = """
 pgjobs why 42
@@ -30,5 +30,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        print(admin.why(conn, args.id, schema=args.schema))
+        print(clean(admin.why(conn, args.id, schema=args.schema), lines=True))
     return 0

@@ -133,8 +133,11 @@ set state = 'running',
 -- would plan for thousands of rows, merge-joining along the primary key from its start
 -- through every dead entry that finished jobs left behind.
 where j.id = any (array(select picked.id from picked))
-returning j.id, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_retry,
-          extract(epoch from j.timeout)::float8, j.errors;
+-- payload and errors go as JSON text, decoded by the worker one row at a time: a value
+-- that jsonb holds but Python cannot decode (nested thousands deep, an integer of
+-- thousands of digits) then fails its own job, not the whole claim (Worker._start).
+returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_retry,
+          extract(epoch from j.timeout)::float8, j.errors::text;
 
 -- name: job_finish_many
 -- Record finished attempts in one statement. Every row is guarded by state and attempt:
