@@ -56,9 +56,6 @@ class Config:
     :param heartbeat_interval: seconds between heartbeats (worker row, long jobs' leases).
     :param rescue_interval: seconds between passes that rescue expired leases.
     :param claim_batch: most jobs claimed in one statement (also bounded by free slots).
-    :param retain_completed: legacy switch: ``True`` keeps completed jobs (forever, unless
-        *completed_retention* says how long). After construction it reads ``True``
-        whenever completed jobs are kept.
     :param completed_retention: seconds (or a timedelta) completed jobs are kept, with
         their result; ``0`` (the default) deletes them as they complete, ``None`` keeps
         them forever.
@@ -98,7 +95,6 @@ class Config:
     rescue_interval: float = 15.0
     claim_batch: int = 500
     synchronous_commit: bool = False
-    retain_completed: bool = False
     completed_retention: float | timedelta | None = 0.0
     failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
     cancelled_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
@@ -131,13 +127,11 @@ class Config:
             raise ConfigurationError("backoff must be callable as backoff(attempt, error)")
         for name in ("completed_retention", "failed_retention", "cancelled_retention"):
             object.__setattr__(self, name, _retention(getattr(self, name), name))
-        if not isinstance(self.retain_completed, bool):
-            raise ConfigurationError(
-                f"retain_completed must be True or False, not {self.retain_completed!r}"
-            )
-        if self.retain_completed and self.completed_retention == 0:
-            object.__setattr__(self, "completed_retention", None)
-        object.__setattr__(self, "retain_completed", self.completed_retention != 0)
+
+    @property
+    def _deletes_completed(self) -> bool:
+        """Whether a completed job's row goes in the statement that completes it."""
+        return self.completed_retention == 0
 
     def retention(self, state: Literal["completed", "failed", "cancelled"]) -> float | None:
         """Seconds jobs finished in *state* are kept (``None``: forever)."""

@@ -26,7 +26,7 @@ async def test_a_return_value_is_stored_as_the_result(dsn, db, running) -> None:
     async def square(ctx: pgjobs.Context, task: pgjobs.Task) -> dict[str, int]:
         return {"square": task.payload["n"] ** 2}
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] == {"square": 49}
 
@@ -35,7 +35,7 @@ async def test_a_result_json_cannot_hold_completes_without_one(dsn, db, running)
     job_id = pgjobs.enqueue(db, pgjobs.Task("odd"))
     server = pgjobs.Server()
     server.register_handler("odd", lambda ctx, task: object())
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] is None
 
@@ -51,7 +51,7 @@ async def test_snooze_reschedules_without_using_an_attempt(dsn, db, running) -> 
         if len(seen) < 3:
             raise pgjobs.Snooze(0)
 
-    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
     row = await wait_for_state(db, job_id, "completed")
     # max_retry=0 allows one attempt: snoozes did not use it up, nor count as errors.
     assert seen == [1, 1, 1]
@@ -104,7 +104,7 @@ async def test_the_context_shows_previous_errors(dsn, db, running) -> None:
             raise RuntimeError(f"attempt {ctx.attempt}")
         assert ctx.errors[-1]["error"].startswith("RuntimeError: attempt 2")
 
-    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
     await wait_for_state(db, job_id, "completed")
     assert history == [[], [1], [1, 2]]
 
@@ -179,7 +179,7 @@ async def test_a_middleware_may_swallow_an_error(dsn, db, running) -> None:
     async def broken(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         raise RuntimeError("forgiven")
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     await wait_for_state(db, job_id, "completed")
 
 
@@ -236,7 +236,7 @@ async def test_sync_work_and_completion_commit_together(dsn, db, running) -> Non
             )
             ctx.result = {"receipt": ctx.job_id}
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] == {"receipt": job_id}
     assert db.execute("select amount from receipts").fetchall() == [(12,)]
@@ -305,7 +305,7 @@ async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
         await release.wait()
         return sum(task.payload)
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     async with pgjobs.AsyncClient(dsn) as client:
         job_id = await client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
         job = await client.get(job_id)

@@ -246,13 +246,13 @@ class Worker:
             await self._pool.close()
             raise
         self._completer = Completer(
-            self._pool, config.schema, self.id, retain_completed=config.retain_completed
+            self._pool, config.schema, self.id, delete_completed=config._deletes_completed
         )
         self._transactions = JobTransactions(
             dsn,
             config.schema,
             self.id,
-            retain_completed=config.retain_completed,
+            delete_completed=config._deletes_completed,
             size=config.concurrency,
         )
         self._spawn(self._claim_loop(), "claim loop")
