@@ -296,7 +296,8 @@ def test_transaction_outside_a_worker_is_refused() -> None:
 # --- Client.get and Client.wait -----------------------------------------------------------
 
 
-async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+def gated_sum() -> tuple[pgjobs.Server, asyncio.Event]:
+    """A server whose slow_sum jobs return the sum of their payload once released."""
     release = asyncio.Event()
     server = pgjobs.Server()
 
@@ -305,6 +306,11 @@ async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
         await release.wait()
         return sum(task.payload)
 
+    return server, release
+
+
+async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+    server, release = gated_sum()
     await running(server, make_config(dsn, completed_retention=None))
     async with pgjobs.AsyncClient(dsn) as client:
         job_id = await client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
@@ -337,12 +343,65 @@ async def test_sync_wait_sees_a_failure_and_a_deleted_job(dsn, db, running) -> N
         bad_id = client.enqueue(pgjobs.Task("bad"))
         good_id = client.enqueue(pgjobs.Task("good"))
         failed = await asyncio.to_thread(client.wait, bad_id, 30)
+        await wait_until(lambda: client.get(good_id) is None, what="good's row deleted")
         gone = await asyncio.to_thread(client.wait, good_id, 30)
         assert client.get(123456789) is None
     assert failed is not None
     assert failed.state == "failed"
     assert "never" in (failed.last_error or "")
-    assert gone is None  # completed and deleted: completed jobs are not retained by default
+    assert gone is None  # completed and deleted before anyone waited for it
+
+
+def waiters(db: psycopg.Connection[Any]) -> int:
+    row = db.execute("select count(*) from pgjobs.waiters").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def prune_once(dsn: str, config: pgjobs.Config) -> None:
+    from pgjobs._worker.pruner import Pruner
+
+    retention = {state: config.retention(state) for state in ("completed", "failed", "cancelled")}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await Pruner("pgjobs", 60.0, retention).run_once(conn)
+
+
+async def test_wait_gets_the_result_without_retention(dsn, db, running) -> None:
+    """With the default completed_retention=0 a client that waits before the job ends
+    gets it with its result: the completing statement keeps the row for it, and the
+    leader's pruner deletes the row once the client has read it."""
+    server, release = gated_sum()
+    config = make_config(dsn)
+    assert config.completed_retention == 0
+    await running(server, config)
+    with pgjobs.Client(dsn) as client:
+        job_id = client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
+        waiter = asyncio.ensure_future(asyncio.to_thread(client.wait, job_id, 30))
+        await wait_until(lambda: waiters(db) == 1, what="the client to register")
+        release.set()
+        done = await waiter
+    assert done is not None
+    assert (done.state, done.result) == ("completed", 6)
+    assert waiters(db) == 0
+    await prune_once(dsn, config)
+    assert db.execute("select id from pgjobs.jobs where id = %s", (job_id,)).fetchone() is None
+
+
+async def test_a_crashed_waiter_keeps_no_row_for_ever(dsn, db, running) -> None:
+    """A client that died waiting leaves its waiters row: the job is kept while the row
+    is younger than a minute, then one pruning pass deletes both."""
+    server = pgjobs.Server()
+    server.register_handler("quick", lambda ctx, task: "done")
+    config = make_config(dsn)
+    job_id = pgjobs.enqueue(db, pgjobs.Task("quick"))
+    db.execute("insert into pgjobs.waiters (job_id) values (%s)", (job_id,))  # then it died
+    await running(server, config)
+    await wait_for_state(db, job_id, "completed")
+    await prune_once(dsn, config)
+    assert job_row(db, job_id)["result"] == "done"  # a live waiter may still read it
+    db.execute("update pgjobs.waiters set since = now() - interval '2 minutes'")
+    await prune_once(dsn, config)
+    assert (waiters(db), db.execute("select count(*) from pgjobs.jobs").fetchone()) == (0, (0,))
 
 
 def test_only_waited_jobs_send_finish_notifications(dsn, db) -> None:
