@@ -457,6 +457,24 @@ def test_why(run, db) -> None:
     assert out.startswith(f'job {job_id} (report, queue "default") is scheduled to run at ')
 
 
+def test_why_a_job_that_is_gone_says_what_became_of_it(run, db) -> None:
+    """With the default retention a completed job's row is gone: why says its id was
+    handed out and what can delete a job, instead of "does not exist"."""
+    gone, kept = pgjobs.enqueue_many(db, [pgjobs.Task("report"), pgjobs.Task("report")])
+    db.execute("delete from pgjobs.jobs where id = %s", (gone,))  # as job_finish_many does
+    code, out, _ = run("why", str(gone))
+    assert code == 0
+    assert out.startswith(f"job {gone} no longer exists. Its id was handed out")
+    assert "Most likely it completed" in out
+    assert "completed_retention" in out
+    assert "rolled back" in out
+    db.execute("delete from pgjobs.jobs")  # the sequence still knows both ids
+    assert run("why", str(kept))[1].startswith(f"job {kept} no longer exists")
+    code, _, err = run("why", str(kept + 1))  # never handed out
+    assert code == 2
+    one_error_line(err, f"job {kept + 1} does not exist")
+
+
 def test_doctor_table_and_exit_status(run, db) -> None:
     code, out, _ = run("doctor", "--long-transaction", "1h")
     autovacuum_off = "autovacuum is off in the server configuration" in out
