@@ -4,7 +4,7 @@
 level      outcome    line
 =========  =========  ==================================================================
 INFO       completed  ``job 42 (send_email) completed in 3.1ms, attempt 1, queue default``
-WARNING    retry      ``job 42 (send_email) attempt 1 failed in 2.0s, retry in 4s: ...``
+WARNING    retry      ``job 42 (send_email) attempt 1 failed after 2.00s, retry in 16s: ...``
 ERROR      failed     ``job 42 (send_email) failed on attempt 3 (no retries left) ...``
 INFO       cancelled  the handler raised Cancel
 DEBUG      snoozed    the handler raised Snooze
@@ -20,8 +20,8 @@ Turn the success lines off with ``logging.getLogger("pgjobs.jobs").setLevel("WAR
 (``--jobs-log-level WARNING`` on the command line); a disabled level costs one
 ``isEnabledFor`` per job.
 
-A retry storm must not flood the log: of the failures with the same kind, exception
-type and message, the first :data:`FAILURES_SHOWN` in a :data:`FAILURE_WINDOW` are
+A retry storm must not flood the log: of the failures (retried or final) with the same
+kind, exception type and message, the first :data:`FAILURES_SHOWN` in a :data:`FAILURE_WINDOW` are
 logged, the others counted, and when the window ends one line says ``and 9,998 more
 like it in the last 10 s``.
 """
