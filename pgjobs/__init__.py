@@ -13,6 +13,7 @@ Everything public is importable from here; submodules whose names start with an
 underscore are private.
 """
 
+from ._logging import configure as configure_logging
 from ._version import __version__
 from .backoff import Backoff, default_backoff
 from .client import AsyncClient, Client
@@ -85,6 +86,7 @@ __all__ = [
     "Snooze",
     "Task",
     "__version__",
+    "configure_logging",
     "default_backoff",
     "enqueue",
     "enqueue_async",

@@ -456,8 +456,30 @@ def count_finished(
 
 
 def why(conn: Any, job_id: int | str, *, schema: str = _queries.DEFAULT_SCHEMA) -> str:
-    """In words, why a job is or is not running (one finding per line)."""
-    return str(_run(conn, _scalar_op(schema, "job_why", {"id": check_job_id(job_id)})))
+    """In words, why a job is or is not running (one finding per line). For a job that
+    no longer exists, what can have become of it; JobNotFoundError for an id that no
+    job ever had."""
+    return _run(conn, _why_op(schema, check_job_id(job_id)))
+
+
+def _why_op(schema: str, job_id: int) -> Op[str]:
+    rows = yield _statement(schema, "job_id_issued", {"id": job_id})
+    exists, issued = rows[0]
+    if not exists and issued is not None and job_id <= issued:
+        return _gone(job_id, issued)
+    text = yield from _scalar_op(schema, "job_why", {"id": job_id})
+    return str(text)
+
+
+def _gone(job_id: int, issued: int) -> str:
+    return (
+        f"job {job_id} no longer exists. Its id was handed out (ids up to {issued} have "
+        "been, and none is reused), so the job was enqueued and later deleted. Most "
+        "likely it completed: completed jobs are deleted as they complete unless workers "
+        "keep them (Config.completed_retention). Otherwise the pruner deleted it after "
+        "its retention (completed, failed or cancelled), `pgjobs purge` deleted it, or "
+        "the transaction that enqueued it rolled back."
+    )
 
 
 def doctor(

@@ -171,11 +171,13 @@ class Client(_ClientBase):
     def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
         """Block until the job is completed, failed or cancelled, and return it.
 
-        Returns None if the job no longer exists: completed jobs are deleted when they
-        finish unless retained, so keep them (the worker's retention settings) to read
-        results. Raises TimeoutError after *timeout* seconds. The worker that finishes
-        the job sends a NOTIFY because this call registered as a waiter; there is no
-        busy polling.
+        The job is kept for this call even if completed jobs are not retained: the
+        worker does not delete a completed job that a client waits for, and the leader's
+        pruner deletes it after this call has read it. Returns None if the job no longer
+        existed when the call began (completed and not retained, or purged), or if it
+        completed in the very statement that ran as this call registered. Raises
+        TimeoutError after *timeout* seconds. The worker that finishes the job sends a
+        NOTIFY because this call registered as a waiter; there is no busy polling.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         statements = _queries.queries(self.schema)

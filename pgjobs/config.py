@@ -63,9 +63,6 @@ class Config:
         at once through ``ctx.transaction()`` (never more than *concurrency*). Handlers
         beyond it wait for one, and the worker logs that they did; it bounds what a
         worker costs the database however high *concurrency* goes.
-    :param retain_completed: legacy switch: ``True`` keeps completed jobs (forever, unless
-        *completed_retention* says how long). After construction it reads ``True``
-        whenever completed jobs are kept.
     :param completed_retention: seconds (or a timedelta) completed jobs are kept, with
         their result; ``0`` (the default) deletes them as they complete, ``None`` keeps
         them forever.
@@ -106,7 +103,6 @@ class Config:
     claim_batch: int = 500
     handler_pool_size: int = 10
     synchronous_commit: bool = False
-    retain_completed: bool = False
     completed_retention: float | timedelta | None = 0.0
     failed_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
     cancelled_retention: float | timedelta | None = DEFAULT_FAILED_RETENTION
@@ -140,13 +136,11 @@ class Config:
             raise ConfigurationError("backoff must be callable as backoff(attempt, error)")
         for name in ("completed_retention", "failed_retention", "cancelled_retention"):
             object.__setattr__(self, name, _retention(getattr(self, name), name))
-        if not isinstance(self.retain_completed, bool):
-            raise ConfigurationError(
-                f"retain_completed must be True or False, not {self.retain_completed!r}"
-            )
-        if self.retain_completed and self.completed_retention == 0:
-            object.__setattr__(self, "completed_retention", None)
-        object.__setattr__(self, "retain_completed", self.completed_retention != 0)
+
+    @property
+    def _deletes_completed(self) -> bool:
+        """Whether a completed job's row goes in the statement that completes it."""
+        return self.completed_retention == 0
 
     def retention(self, state: Literal["completed", "failed", "cancelled"]) -> float | None:
         """Seconds jobs finished in *state* are kept (``None``: forever)."""

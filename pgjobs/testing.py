@@ -437,11 +437,11 @@ class _SameConnection(JobTransactions):
         schema: str,
         worker_id: str,
         *,
-        retain_completed: bool,
+        delete_completed: bool,
         conn: psycopg.Connection[Any] | None = None,
         aconn: psycopg.AsyncConnection[Any] | None = None,
     ) -> None:
-        super().__init__("", schema, worker_id, retain_completed=retain_completed, size=1)
+        super().__init__("", schema, worker_id, delete_completed=delete_completed, size=1)
         self._conn = conn
         self._aconn = aconn
 
@@ -504,7 +504,7 @@ class _Session:
         self.transactions = _SameConnection(
             self.schema,
             self.worker_id,
-            retain_completed=self.config.retain_completed,
+            delete_completed=self.config._deletes_completed,
             conn=conn,
             aconn=aconn,
         )
@@ -636,7 +636,7 @@ class _Session:
                 finish_params(
                     [outcome],
                     worker_id=self.worker_id,
-                    retain_completed=self.config.retain_completed,
+                    delete_completed=self.config._deletes_completed,
                 ),
             )
         job = yield from get_op(claimed.job_id, self.schema)

@@ -8,6 +8,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,6 +148,7 @@ def test_status_table(run, db) -> None:
         "OLDEST",
         "READY",
         "DONE/MIN",
+        "RETRIED/MIN",
         "FAILED/MIN",
         "WORKERS",
     ]
@@ -159,6 +161,61 @@ def test_status_table(run, db) -> None:
     worker_line = next(line for line in lines if "box-7" in line)
     assert "email,low" in worker_line
     assert "0/8" in worker_line
+
+
+def test_status_counts_retries_and_failures_per_minute(run, db) -> None:
+    """A retry storm shows: attempts that failed and will run again are counted apart
+    from those that completed and those that failed for good, as pgjobs.stats has them."""
+    from pgjobs import testing
+    from pgjobs.backoff import constant
+
+    # Keep the attempts and the reading in one minute: the view weighs the previous
+    # minute's counts by the share of it still inside the last 60 s.
+    second = db.execute("select extract(second from now())").fetchone()[0]
+    if second > 50:
+        time.sleep(61 - float(second))
+    server = pgjobs.Server(pgjobs.Config(backoff=constant(0)))
+
+    @server.handler("flaky")
+    def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise RuntimeError("smtp down")
+
+    @server.handler("fine")
+    def fine(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        pass
+
+    pgjobs.enqueue(db, pgjobs.Task("flaky", queue="email", max_retry=3))
+    for _ in range(2):
+        pgjobs.enqueue(db, pgjobs.Task("fine", queue="email"))
+    testing.drain(server, db, queue="email")
+    code, out, _ = run("status")
+    assert code == 0
+    header, email = out.splitlines()[:2]
+    headers = header.replace("OLDEST READY", "OLDEST_READY").split()
+    row = dict(zip(headers, email.split(), strict=True))
+    assert (row["DONE/MIN"], row["RETRIED/MIN"], row["FAILED/MIN"]) == ("2", "3", "1")
+    _, out, _ = run("status", "--json")
+    [queue] = json.loads(out)["queues"]
+    assert (
+        queue["completed_last_minute"],
+        queue["retried_last_minute"],
+        queue["failed_last_minute"],
+    ) == (2, 3, 1)
+
+
+def test_a_workers_uptime_counts_to_now(run, db) -> None:
+    """UP is how long the worker has run, not the time between its start and its last
+    heartbeat (0 until its first heartbeat, 15 s later)."""
+    db.execute(
+        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version, started_at,"
+        " heartbeat_at) values (gen_random_uuid(), 'box-7', 99, '{default}', 8, '0.1',"
+        " now() - interval '5 minutes', now() - interval '4 seconds')"
+    )
+    _, out, _ = run("status")
+    lines = out.splitlines()
+    worker = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("WORKER"))
+    cells = worker.split()
+    assert cells[cells.index("ago") - 1 :][:3] == ["4s", "ago", "5m00s"]
 
 
 def test_status_json(run, db) -> None:
@@ -202,6 +259,21 @@ def test_jobs_list_filters_and_json(run, db) -> None:
     assert [job["id"] for job in json.loads(out)] == [c]
     _, out, _ = run("jobs", "list", "--queue", "nothing")
     assert out.strip() == "no jobs match"
+
+
+def test_a_finished_job_has_no_run_at(run, db) -> None:
+    """A job cancelled while scheduled keeps its run_at in the row, but it will not run
+    then: the listing says nothing rather than "in 22s"."""
+    scheduled = pgjobs.enqueue(db, pgjobs.Task("later", delay=3600))
+    cancelled = pgjobs.enqueue(db, pgjobs.Task("later", delay=3600))
+    db.execute("select pgjobs.cancel_job(%s, 'not needed')", (cancelled,))
+    _, out, _ = run("jobs", "list")
+    rows = {int(line.split()[0]): line for line in out.splitlines()[1:]}
+    assert "in 59m" in rows[scheduled] or "in 1h" in rows[scheduled]
+    assert " in " not in rows[cancelled]
+    _, out, _ = run("jobs", "show", str(cancelled))
+    run_at = next(line for line in out.splitlines() if line.startswith("run at"))
+    assert "(in " not in run_at
 
 
 def test_jobs_show(run, db) -> None:
@@ -408,6 +480,24 @@ def test_why(run, db) -> None:
     code, out, _ = run("why", str(job_id))
     assert code == 0
     assert out.startswith(f'job {job_id} (report, queue "default") is scheduled to run at ')
+
+
+def test_why_a_job_that_is_gone_says_what_became_of_it(run, db) -> None:
+    """With the default retention a completed job's row is gone: why says its id was
+    handed out and what can delete a job, instead of "does not exist"."""
+    gone, kept = pgjobs.enqueue_many(db, [pgjobs.Task("report"), pgjobs.Task("report")])
+    db.execute("delete from pgjobs.jobs where id = %s", (gone,))  # as job_finish_many does
+    code, out, _ = run("why", str(gone))
+    assert code == 0
+    assert out.startswith(f"job {gone} no longer exists. Its id was handed out")
+    assert "Most likely it completed" in out
+    assert "completed_retention" in out
+    assert "rolled back" in out
+    db.execute("delete from pgjobs.jobs")  # the sequence still knows both ids
+    assert run("why", str(kept))[1].startswith(f"job {kept} no longer exists")
+    code, _, err = run("why", str(kept + 1))  # never handed out
+    assert code == 2
+    one_error_line(err, f"job {kept + 1} does not exist")
 
 
 def test_doctor_table_and_exit_status(run, db) -> None:

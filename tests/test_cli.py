@@ -260,6 +260,7 @@ def test_demo_on_a_given_database(empty_dsn: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "a job enqueued in a rolled-back transaction: it never existed" in result.stdout
     assert "all jobs done" in result.stdout
+    assert " completed in " not in result.stderr  # progress lines, not a line per job
     with psycopg.connect(empty_dsn) as conn:
         left = conn.execute("select count(*) from pgjobs.jobs").fetchone()
         ran = conn.execute("select sum(completed) from pgjobs.stats").fetchone()

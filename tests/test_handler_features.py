@@ -26,7 +26,7 @@ async def test_a_return_value_is_stored_as_the_result(dsn, db, running) -> None:
     async def square(ctx: pgjobs.Context, task: pgjobs.Task) -> dict[str, int]:
         return {"square": task.payload["n"] ** 2}
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] == {"square": 49}
 
@@ -35,7 +35,7 @@ async def test_a_result_json_cannot_hold_completes_without_one(dsn, db, running)
     job_id = pgjobs.enqueue(db, pgjobs.Task("odd"))
     server = pgjobs.Server()
     server.register_handler("odd", lambda ctx, task: object())
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] is None
 
@@ -51,7 +51,7 @@ async def test_snooze_reschedules_without_using_an_attempt(dsn, db, running) -> 
         if len(seen) < 3:
             raise pgjobs.Snooze(0)
 
-    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
     row = await wait_for_state(db, job_id, "completed")
     # max_retry=0 allows one attempt: snoozes did not use it up, nor count as errors.
     assert seen == [1, 1, 1]
@@ -104,7 +104,7 @@ async def test_the_context_shows_previous_errors(dsn, db, running) -> None:
             raise RuntimeError(f"attempt {ctx.attempt}")
         assert ctx.errors[-1]["error"].startswith("RuntimeError: attempt 2")
 
-    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
     await wait_for_state(db, job_id, "completed")
     assert history == [[], [1], [1, 2]]
 
@@ -179,7 +179,7 @@ async def test_a_middleware_may_swallow_an_error(dsn, db, running) -> None:
     async def broken(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         raise RuntimeError("forgiven")
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     await wait_for_state(db, job_id, "completed")
 
 
@@ -236,7 +236,7 @@ async def test_sync_work_and_completion_commit_together(dsn, db, running) -> Non
             )
             ctx.result = {"receipt": ctx.job_id}
 
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, job_id, "completed")
     assert row["result"] == {"receipt": job_id}
     assert db.execute("select amount from receipts").fetchall() == [(12,)]
@@ -341,7 +341,8 @@ def test_transaction_outside_a_worker_is_refused() -> None:
 # --- Client.get and Client.wait -----------------------------------------------------------
 
 
-async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+def gated_sum() -> tuple[pgjobs.Server, asyncio.Event]:
+    """A server whose slow_sum jobs return the sum of their payload once released."""
     release = asyncio.Event()
     server = pgjobs.Server()
 
@@ -350,7 +351,12 @@ async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
         await release.wait()
         return sum(task.payload)
 
-    await running(server, make_config(dsn, retain_completed=True))
+    return server, release
+
+
+async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+    server, release = gated_sum()
+    await running(server, make_config(dsn, completed_retention=None))
     async with pgjobs.AsyncClient(dsn) as client:
         job_id = await client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
         job = await client.get(job_id)
@@ -382,12 +388,65 @@ async def test_sync_wait_sees_a_failure_and_a_deleted_job(dsn, db, running) -> N
         bad_id = client.enqueue(pgjobs.Task("bad"))
         good_id = client.enqueue(pgjobs.Task("good"))
         failed = await asyncio.to_thread(client.wait, bad_id, 30)
+        await wait_until(lambda: client.get(good_id) is None, what="good's row deleted")
         gone = await asyncio.to_thread(client.wait, good_id, 30)
         assert client.get(123456789) is None
     assert failed is not None
     assert failed.state == "failed"
     assert "never" in (failed.last_error or "")
-    assert gone is None  # completed and deleted: completed jobs are not retained by default
+    assert gone is None  # completed and deleted before anyone waited for it
+
+
+def waiters(db: psycopg.Connection[Any]) -> int:
+    row = db.execute("select count(*) from pgjobs.waiters").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def prune_once(dsn: str, config: pgjobs.Config) -> None:
+    from pgjobs._worker.pruner import Pruner
+
+    retention = {state: config.retention(state) for state in ("completed", "failed", "cancelled")}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await Pruner("pgjobs", 60.0, retention).run_once(conn)
+
+
+async def test_wait_gets_the_result_without_retention(dsn, db, running) -> None:
+    """With the default completed_retention=0 a client that waits before the job ends
+    gets it with its result: the completing statement keeps the row for it, and the
+    leader's pruner deletes the row once the client has read it."""
+    server, release = gated_sum()
+    config = make_config(dsn)
+    assert config.completed_retention == 0
+    await running(server, config)
+    with pgjobs.Client(dsn) as client:
+        job_id = client.enqueue(pgjobs.Task("slow_sum", [1, 2, 3]))
+        waiter = asyncio.ensure_future(asyncio.to_thread(client.wait, job_id, 30))
+        await wait_until(lambda: waiters(db) == 1, what="the client to register")
+        release.set()
+        done = await waiter
+    assert done is not None
+    assert (done.state, done.result) == ("completed", 6)
+    assert waiters(db) == 0
+    await prune_once(dsn, config)
+    assert db.execute("select id from pgjobs.jobs where id = %s", (job_id,)).fetchone() is None
+
+
+async def test_a_crashed_waiter_keeps_no_row_for_ever(dsn, db, running) -> None:
+    """A client that died waiting leaves its waiters row: the job is kept while the row
+    is younger than a minute, then one pruning pass deletes both."""
+    server = pgjobs.Server()
+    server.register_handler("quick", lambda ctx, task: "done")
+    config = make_config(dsn)
+    job_id = pgjobs.enqueue(db, pgjobs.Task("quick"))
+    db.execute("insert into pgjobs.waiters (job_id) values (%s)", (job_id,))  # then it died
+    await running(server, config)
+    await wait_for_state(db, job_id, "completed")
+    await prune_once(dsn, config)
+    assert job_row(db, job_id)["result"] == "done"  # a live waiter may still read it
+    db.execute("update pgjobs.waiters set since = now() - interval '2 minutes'")
+    await prune_once(dsn, config)
+    assert (waiters(db), db.execute("select count(*) from pgjobs.jobs").fetchone()) == (0, (0,))
 
 
 def test_only_waited_jobs_send_finish_notifications(dsn, db) -> None:

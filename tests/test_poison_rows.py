@@ -249,7 +249,7 @@ async def test_hostile_handlers_hooks_and_middleware_fail_their_job_only(dsn, db
         ids[-3:-1],
         ids[-1:],
     )
-    await running(server, make_config(dsn, concurrency=50, retain_completed=True))
+    await running(server, make_config(dsn, concurrency=50, completed_retention=None))
     worker = server.worker
     assert worker is not None
     for job_id in results:
@@ -310,7 +310,7 @@ async def test_the_completer_writes_around_an_outcome_the_database_refuses(
         await release.wait()
 
     good, nul, far = pgjobs.enqueue_many(db, [pgjobs.Task("block") for _ in range(3)])
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     worker = server.worker
     assert worker is not None
     await wait_until(lambda: started == {good, nul, far}, what="three running jobs")

@@ -60,6 +60,7 @@ EXPECTED_PUBLIC = {
     "Middleware",
     "ErrorHook",
     "Job",
+    "configure_logging",
     "__version__",
 }
 

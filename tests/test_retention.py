@@ -32,20 +32,28 @@ def test_retention_defaults_and_forms() -> None:
         WEEK,
     )
     assert DEFAULT_FAILED_RETENTION == WEEK
-    assert config.retain_completed is False
     assert (config.leader_interval, config.prune_interval) == (5.0, 60.0)
     kept = pgjobs.Config(completed_retention=timedelta(hours=1), failed_retention=None)
     assert kept.retention("completed") == 3600.0
     assert kept.retention("failed") is None
     assert kept.retention("cancelled") == WEEK
-    assert kept.retain_completed is True  # the worker keeps completed rows for the pruner
-    # The legacy switch: keep completed jobs forever, unless a retention says how long.
-    legacy = pgjobs.Config(retain_completed=True)
-    assert (legacy.retain_completed, legacy.retention("completed")) == (True, None)
-    both = pgjobs.Config(retain_completed=True, completed_retention=60)
-    assert (both.retain_completed, both.retention("completed")) == (True, 60.0)
     # Rebuilding with replace() keeps the meaning.
     assert dataclasses.replace(kept, concurrency=2).retention("completed") == 3600.0
+
+
+def test_completed_retention_is_the_one_way_to_say_it() -> None:
+    """No second switch to disagree with it: replace() can set any retention, 0 included
+    (the CLI builds its config with replace())."""
+    assert not hasattr(pgjobs.Config(), "retain_completed")
+    with pytest.raises(TypeError, match="retain_completed"):
+        pgjobs.Config(retain_completed=True)  # type: ignore[call-arg]
+    kept = pgjobs.Config(completed_retention=60)
+    for retention in (0, None, 5):
+        again = dataclasses.replace(kept, completed_retention=retention)
+        assert again.retention("completed") == (None if retention is None else retention)
+    assert pgjobs.Config()._deletes_completed
+    assert not kept._deletes_completed
+    assert not pgjobs.Config(completed_retention=None)._deletes_completed
 
 
 @pytest.mark.parametrize(
@@ -62,11 +70,6 @@ def test_bad_retentions_are_refused(field: str, value: Any) -> None:
 def test_bad_intervals_are_refused(field: str, value: Any) -> None:
     with pytest.raises(pgjobs.ConfigurationError, match=field):
         pgjobs.Config(**{field: value})
-
-
-def test_retain_completed_must_be_a_bool() -> None:
-    with pytest.raises(pgjobs.ConfigurationError, match="retain_completed"):
-        pgjobs.Config(retain_completed="yes")  # type: ignore[arg-type]
 
 
 # --- one pass of the pruner -------------------------------------------------------------

@@ -220,7 +220,7 @@ async def test_a_worker_runs_jobs_with_only_the_worker_role(dsn, db, granted) ->
         raise ValueError("nope")
 
     worker_dsn = make_conninfo(dsn, options=f"-c role={granted['worker']}")
-    config = pgjobs.Config(dsn=worker_dsn, poll_interval=0.05, retain_completed=True)
+    config = pgjobs.Config(dsn=worker_dsn, poll_interval=0.05, completed_retention=None)
     await server.start(config)
     try:
         await asyncio.wait_for(ran.wait(), 30)

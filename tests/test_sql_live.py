@@ -39,7 +39,7 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
 
     async def starter(server: pgjobs.Server, dsn: str, **settings: Any) -> pgjobs.Server:
         config = pgjobs.Config(
-            dsn=dsn, poll_interval=30.0, retain_completed=True, shutdown_timeout=2.0, **settings
+            dsn=dsn, poll_interval=30.0, completed_retention=None, shutdown_timeout=2.0, **settings
         )
         await server.start(config)
         servers.append(server)

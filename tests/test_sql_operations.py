@@ -130,7 +130,7 @@ def test_finish_many_reads_columns_sent_as_null_as_their_defaults(db) -> None:
     assert sorted(claim(db, worker_id)) == ids
 
     def write(outcomes: list[Outcome]) -> dict[str, Any]:
-        params = finish_params(outcomes, worker_id=str(worker_id), retain_completed=True)
+        params = finish_params(outcomes, worker_id=str(worker_id), delete_completed=False)
         db.execute(Q["job_finish_many"], params)
         return params
 

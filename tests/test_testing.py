@@ -190,7 +190,7 @@ def test_transaction_client_takes_another_connection_when_given(conn, db) -> Non
 
 
 def test_drain_runs_sync_and_async_handlers_with_the_worker_sql(tx) -> None:
-    server = pgjobs.Server(pgjobs.Config(retain_completed=True))
+    server = pgjobs.Server(pgjobs.Config(completed_retention=None))
 
     @server.handler("square")
     def square(ctx: pgjobs.Context, task: pgjobs.Task) -> dict[str, int]:
@@ -480,7 +480,7 @@ def test_a_sync_handler_past_its_deadline_fails_its_attempt(tx) -> None:
 
 def test_ctx_transaction_is_a_savepoint_on_the_tests_connection(tx) -> None:
     tx.execute("create table receipts (order_id int)")
-    server = pgjobs.Server(pgjobs.Config(retain_completed=True, backoff=constant(60)))
+    server = pgjobs.Server(pgjobs.Config(completed_retention=None, backoff=constant(60)))
 
     @server.handler("receipt")
     def receipt(ctx: pgjobs.Context, task: pgjobs.Task) -> str:
@@ -521,7 +521,7 @@ def test_an_async_handler_has_no_atransaction_under_the_sync_drain(tx) -> None:
 
 
 async def test_drain_async_awaits_handlers_and_gives_atransaction(aconn) -> None:
-    server = pgjobs.Server(pgjobs.Config(retain_completed=True))
+    server = pgjobs.Server(pgjobs.Config(completed_retention=None))
     loops: list[asyncio.AbstractEventLoop] = []
 
     @server.handler("note")
@@ -585,7 +585,7 @@ def test_run_job_runs_that_job_and_leaves_the_others_alone(tx) -> None:
 
 
 def test_run_job_runs_a_scheduled_job_now_and_steps_through_retries(tx) -> None:
-    server = pgjobs.Server(pgjobs.Config(retain_completed=True))
+    server = pgjobs.Server(pgjobs.Config(completed_retention=None))
 
     @server.handler("flaky")
     def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> int:

@@ -289,7 +289,7 @@ async def test_success_deletes_the_job_or_keeps_it_completed(dsn, db, running) -
     await server.stop()
 
     kept = pgjobs.enqueue(db, pgjobs.Task("ok"))
-    await running(server, make_config(dsn, retain_completed=True))
+    await running(server, make_config(dsn, completed_retention=None))
     row = await wait_for_state(db, kept, "completed")
     assert row["attempt"] == 1
     assert row["finished_at"] is not None
@@ -418,7 +418,7 @@ async def test_one_deadline_serves_a_batch_whose_jobs_end_at_different_times(
         await asyncio.sleep(60)
 
     # One queue, so that one claim takes all four.
-    await running(server, make_config(dsn, retain_completed=True, queues={"default": 1}))
+    await running(server, make_config(dsn, completed_retention=None, queues={"default": 1}))
     row = await wait_for_state(db, slow_id, "failed")
     assert row["last_error"].startswith("TimeoutError: timed out after 0.5s")
     assert [job_row(db, job_id)["state"] for job_id in quick_ids] == ["completed"] * 3
@@ -654,7 +654,7 @@ async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, r
     async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         ran.append(ctx.attempt)
 
-    await running(server, make_config(dsn, retain_completed=True, poll_interval=0.05))
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
     assert server.worker is not None
     job_id = pgjobs.enqueue(db, pgjobs.Task("ping", max_retry=0))
     # What the lost claim left behind: claimed for this worker, with a long lease.

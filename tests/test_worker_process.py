@@ -68,7 +68,7 @@ def test_sigkilled_worker_loses_nothing(
     """Jobs running on a worker killed with SIGKILL are rescued once their lease runs out
     and complete on another worker as attempt 2, with the lease expiry recorded; jobs the
     dead worker never claimed run once."""
-    config = {**FAST_LEASE, "concurrency": 3, "retain_completed": True}
+    config = {**FAST_LEASE, "concurrency": 3, "completed_retention": None}
     held = enqueue(dsn, [pgjobs.Task("hold"), pgjobs.Task("hold"), pgjobs.Task("hold_sync")])
     backlog = enqueue(dsn, [pgjobs.Task("record") for _ in range(20)])
     first = workers.start(config=config)
@@ -147,7 +147,7 @@ def test_heartbeat_keeps_a_long_job_from_being_rescued(
     """A job that runs three times the lease (its timeout is longer) keeps its lease
     through heartbeats: it is never rescued, not even by a second worker, and completes as
     attempt 1."""
-    config = {**FAST_LEASE, "retain_completed": True}
+    config = {**FAST_LEASE, "completed_retention": None}
     [job_id] = enqueue(dsn, [pgjobs.Task("hold", {"seconds": 6}, timeout=60)])
     first = workers.start(config=config)
     wait_for(lambda: markers(tmp_path, "started"), "the job to start", detail=workers.describe)
@@ -349,7 +349,7 @@ def test_sigterm_finishes_running_jobs_and_claims_no_more(
         "4",
         "--poll-interval",
         "0.1",
-        config={"retain_completed": True},
+        config={"completed_retention": None},
     )
     wait_for(lambda: markers(tmp_path, "started"), "the job to start", detail=worker.describe)
     worker.send(signal.SIGTERM)
@@ -624,7 +624,7 @@ def test_job_of_unknown_kind_waits_for_a_worker_that_has_it(
         detail=old.describe,
     )
     assert old.stop() == 0
-    new = workers.start(backoff=1.0, name="new", config={"retain_completed": True})
+    new = workers.start(backoff=1.0, name="new", config={"completed_retention": None})
     wait_for(
         lambda: probe.job(job_id)["state"] == "completed",  # type: ignore[index]
         "the new worker to run the job",

@@ -41,12 +41,12 @@ class Completer:
         schema: str,
         worker_id: str,
         *,
-        retain_completed: bool,
+        delete_completed: bool,
     ) -> None:
         self._pool = pool
         self._query = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
-        self._retain_completed = retain_completed
+        self._delete_completed = delete_completed
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -129,7 +129,7 @@ class Completer:
 
     async def _write(self, conn: Any, batch: list[Outcome]) -> None:
         params = finish_params(
-            batch, worker_id=self._worker_id, retain_completed=self._retain_completed
+            batch, worker_id=self._worker_id, delete_completed=self._delete_completed
         )
         cursor = await conn.execute(self._query, params)
         recorded = {row[0] for row in await cursor.fetchall()}

@@ -131,7 +131,7 @@ def _bounded(delay: float) -> float:
 
 
 def finish_params(
-    outcomes: Sequence[Outcome], *, worker_id: str, retain_completed: bool
+    outcomes: Sequence[Outcome], *, worker_id: str, delete_completed: bool
 ) -> dict[str, Any]:
     """The parameters of ``job_finish_many`` (pgjobs/sql/jobs.sql) for *outcomes*.
 
@@ -146,7 +146,7 @@ def finish_params(
         "errors": _unless_all([o.error for o in outcomes], None),
         "results": _unless_all([o.result for o in outcomes], None),
         "refunds": _unless_all([o.refund for o in outcomes], False),
-        "delete_completed": not retain_completed,
+        "delete_completed": delete_completed,
         "worker_id": worker_id,
     }
 

@@ -14,6 +14,11 @@ LOCKED``; see ``pgjobs/sql/prune.sql``):
 * throughput counters (``stats``) older than a day;
 * waiters left behind by clients that died in ``Client.wait``, once their job finished.
 
+A job a client waits for is never pruned while it waits (``Client.wait`` must read its
+result); with ``completed_retention=0`` such a job is kept by the statement that
+completes it, and the next pass deletes it once the client has left, or a minute after
+the client died.
+
 Retention counts from ``finished_at``. Because only the leader prunes, workers never
 contend for the same rows, and a crash mid-pass loses nothing: the next leader's pass
 carries on. A pass does at most :data:`MAX_BATCHES` batches of each kind, so a large
@@ -60,6 +65,8 @@ class Pruner(Service):
     async def run_once(self, conn: Any) -> int:
         """One pass; returns the number of rows deleted."""
         deleted: dict[str, int] = {}
+        # Stale waiters first: a job kept for a client that died waiting goes this pass.
+        deleted["stale waiters"] = await self._batches(conn, "waiter_prune_stale", {})
         for state in FINISHED_STATES:
             keep = self.retention.get(state)
             if keep is not None:
@@ -69,7 +76,6 @@ class Pruner(Service):
         deleted["expired unique keys"] = await self._batches(conn, "unique_key_prune_expired", {})
         deleted["unique keys of finished jobs"] = await self._prune_held_keys(conn)
         deleted["stats rows"] = await self._batches(conn, "stats_prune", {})
-        deleted["stale waiters"] = await self._batches(conn, "waiter_prune_stale", {})
         total = sum(deleted.values())
         if total:
             log.info(

@@ -67,12 +67,12 @@ class NoConnection(Snooze):
 
 class JobTransactions:
     def __init__(
-        self, dsn: str, schema: str, worker_id: str, *, retain_completed: bool, size: int
+        self, dsn: str, schema: str, worker_id: str, *, delete_completed: bool, size: int
     ) -> None:
         self._dsn = dsn
         self._finish = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
-        self._retain_completed = retain_completed
+        self._delete_completed = delete_completed
         self._size = size
         self._lock = threading.Lock()
         self._sync_pool: ConnectionPool[Any] | None = None
@@ -118,7 +118,7 @@ class JobTransactions:
             ctx.job_id, ctx.attempt, "completed", result=encode_result(ctx.job_id, ctx.result)
         )
         return finish_params(
-            [completed], worker_id=self._worker_id, retain_completed=self._retain_completed
+            [completed], worker_id=self._worker_id, delete_completed=self._delete_completed
         )
 
     def _lost(self, ctx: Context) -> JobLostError:

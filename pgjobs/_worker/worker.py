@@ -54,12 +54,13 @@ from .._dsn import redact, resolve_dsn
 from .._version import __version__
 from ..config import Config
 from ..context import Context
-from ..errors import Cancel, HandlerNotFoundError, SchemaError, SkipRetry, Snooze
+from ..errors import Cancel, HandlerNotFoundError, SchemaError, Snooze
 from ..middleware import ErrorHook, Middleware
 from ..registry import Registration, Registry
 from ..task import Task, _from_row
 from .completer import Completer
 from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
+from .joblog import JobLog
 from .leader import Elector, leader_services
 from .listener import Listener
 from .outcome import Outcome, decide, describe_error
@@ -203,6 +204,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
+        self._joblog = JobLog()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -247,13 +249,13 @@ class Worker:
             await self._pool.close()
             raise
         self._completer = Completer(
-            self._pool, config.schema, self.id, retain_completed=config.retain_completed
+            self._pool, config.schema, self.id, delete_completed=config._deletes_completed
         )
         self._transactions = JobTransactions(
             dsn,
             config.schema,
             self.id,
-            retain_completed=config.retain_completed,
+            delete_completed=config._deletes_completed,
             size=min(config.handler_pool_size, config.concurrency),
         )
         self._spawn(self._claim_loop(), "claim loop")
@@ -403,6 +405,7 @@ class Worker:
         if self._transactions is not None:
             await self._transactions.close()
         self._threads.shutdown()
+        self._joblog.flush(all=True)
         log.info(
             "pgjobs worker %s stopped: %d jobs processed, %d failed attempts",
             self.id,
@@ -704,6 +707,7 @@ class Worker:
             # ctx.transaction() already recorded the completion with the handler's work.
             self._mark_settled(run)
             self.processed += 1
+            self._joblog.completed(run.ctx, run.started)
             if error is not None:
                 log.error(
                     "job %d (%s) raised after its transaction completed it; the job stays "
@@ -725,39 +729,9 @@ class Worker:
 
     def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
         """Log what became of a failed attempt and tell the error hooks."""
-        kind = run.task.kind
-        extra = {"job_id": run.id, "kind": kind, "attempt": run.attempt, "error": outcome.error}
-        if isinstance(error, Snooze):
-            log.debug("job %d (%s) snoozed for %.3gs", run.id, kind, outcome.delay, extra=extra)
-            return
-        if isinstance(error, Cancel):
-            log.info(
-                "job %d (%s) cancelled by its handler: %s", run.id, kind, error.reason, extra=extra
-            )
-            return
-        summary = (outcome.error or "").splitlines()[0]
-        if outcome.state == "failed":
-            why = "SkipRetry" if isinstance(error, SkipRetry) else "no retries left"
-            log.error(
-                "job %d (%s) failed on attempt %d (%s): %s",
-                run.id,
-                kind,
-                run.attempt,
-                why,
-                summary,
-                extra=extra,
-            )
-        else:
-            log.warning(
-                "job %d (%s) attempt %d failed, retry in %.3gs: %s",
-                run.id,
-                kind,
-                run.attempt,
-                outcome.delay,
-                summary,
-                extra={**extra, "retry_in": outcome.delay},
-            )
-        call_error_hooks(self._error_hooks, run.ctx, run.task, error)
+        self._joblog.failed(run.ctx, run.started, error, outcome)
+        if not isinstance(error, Snooze | Cancel):  # the handler's decisions, not failures
+            call_error_hooks(self._error_hooks, run.ctx, run.task, error)
 
     def _settle(self, run: Running, outcome: Outcome) -> None:
         if run.settled:
@@ -765,6 +739,7 @@ class Worker:
         self._mark_settled(run)
         if outcome.state == "completed":
             self.processed += 1
+            self._joblog.completed(run.ctx, run.started)
         elif outcome.failed:
             self.failed += 1
         assert self._completer is not None

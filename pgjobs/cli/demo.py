@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Iterator
@@ -125,6 +126,8 @@ async def _run(dsn: str, per_queue: int, concurrency: int) -> None:
     total = _enqueue_examples(dsn, per_queue)
     print(f"enqueued {total} jobs; starting a worker with queues {QUEUES}")
     server = demo_server(concurrency)
+    # The progress lines stand for the per-job ones (thousands of them); failures still show.
+    logging.getLogger("pgjobs.jobs").setLevel(logging.WARNING)
     await server.start(dataclasses.replace(server.config, dsn=dsn))
     started = time.monotonic()
     try:

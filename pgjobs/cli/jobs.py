@@ -19,6 +19,9 @@ from ._output import (
     timestamp,
 )
 
+#: States a job never leaves for a run (retry_job aside, which sets a new run_at).
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+
 EXAMPLES = """
 pgjobs jobs list                                 # the 50 newest jobs
 pgjobs jobs list --state failed --queue email    # failed jobs of one queue
@@ -77,6 +80,11 @@ def _first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _run_at(job: admin.JobSummary | admin.JobDetail) -> str:
+    """When the job runs (next); ``-`` once it finished, since it never will again."""
+    return "-" if job.state in FINISHED else age(job.run_at)
+
+
 def run_list(args: argparse.Namespace) -> int:
     with connect(args) as conn:
         jobs = admin.list_jobs(
@@ -102,7 +110,7 @@ def run_list(args: argparse.Namespace) -> int:
             job.priority,
             f"{job.attempt}/{job.max_retry + 1}",
             age(job.created_at),
-            age(job.run_at),
+            _run_at(job),
             _first_line(job.last_error),
         ]
         for job in jobs
@@ -131,7 +139,7 @@ def run_show(args: argparse.Namespace) -> int:
         ("attempt", f"{job.attempt} of {job.max_retry + 1} allowed (max_retry {job.max_retry})"),
         ("timeout", duration(job.timeout)),
         ("created", f"{timestamp(job.created_at)} ({age(job.created_at)})"),
-        ("run at", f"{timestamp(job.run_at)} ({age(job.run_at)})"),
+        ("run at", timestamp(job.run_at) + ("" if job.state in FINISHED else f" ({_run_at(job)})")),
         ("started", timestamp(job.started_at)),
         ("finished", timestamp(job.finished_at)),
         ("lease until", timestamp(job.lease_expires_at)),

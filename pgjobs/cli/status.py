@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="queues by state, throughput and live workers",
         description=(
             "Show every queue with its jobs by state, how long its oldest ready job has "
-            "waited, its finished attempts in the last minute and the live workers serving "
-            "it; then the live workers. Reads the queue_summary and live_workers views."
+            "waited, its attempts in the last minute (completed, retried after a failure, "
+            "failed or cancelled for good; as pgjobs.stats counts them) and the live "
+            "workers serving it; then the live workers. Reads the queue_summary and "
+            "live_workers views."
         ),
         examples=EXAMPLES,
     )
@@ -67,6 +69,7 @@ def render(queues: list[admin.QueueSummary], workers: list[admin.WorkerInfo]) ->
             q.cancelled,
             duration(q.oldest_ready_age),
             q.completed_last_minute,
+            q.retried_last_minute,
             q.failed_last_minute,
             q.workers,
         ]
@@ -83,12 +86,14 @@ def render(queues: list[admin.QueueSummary], workers: list[admin.WorkerInfo]) ->
         "cancelled",
         "oldest ready",
         "done/min",
+        "retried/min",
         "failed/min",
         "workers",
     ]
     out = [table(headers, rows) if rows else "no queues: no job, worker or queue setting yet"]
     out.append("")
     if workers:
+        now = datetime.now(workers[0].started_at.tzinfo)
         worker_rows = [
             [
                 str(w.id)[:8],
@@ -97,8 +102,8 @@ def render(queues: list[admin.QueueSummary], workers: list[admin.WorkerInfo]) ->
                 ",".join(w.queues),
                 f"{w.running}/{w.concurrency}",
                 "waiting" if w.waiting else "working",
-                age(w.heartbeat_at),
-                duration(w.heartbeat_at - w.started_at),
+                age(w.heartbeat_at, now),
+                duration(now - w.started_at),
                 w.version,
             ]
             for w in workers

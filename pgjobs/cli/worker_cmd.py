@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 from typing import Any
 
+from .._logging import FORMATS
 from ..config import parse_queues
 from ..errors import ConfigurationError
 from ..server import Server
@@ -19,6 +21,8 @@ examples:
   pgjobs worker myapp.jobs:server --queues critical=6,default=3,low=1 --concurrency 20
   pgjobs worker myapp.jobs:server --strict --queues critical=3,default=2,low=1
   pgjobs worker myapp.jobs:server --no-listen --poll-interval 0.5   # behind PgBouncer
+  pgjobs worker myapp.jobs:server --log-format json                 # for a log pipeline
+  pgjobs worker myapp.jobs:server --jobs-log-level WARNING          # no line per success
 
 Weighted queues: under load each queue gets its weight's share of the work (6/3/1 is
 60/30/10); a queue with nothing ready lends its share to the others. --strict drains
@@ -74,6 +78,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default INFO",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        help="text lines, or one JSON object a line with each job's fields as keys "
+        "(default: $PGJOBS_LOG_FORMAT, else text)",
+    )
+    parser.add_argument(
+        "--jobs-log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the per-job lines (logger pgjobs.jobs): INFO logs every job, "
+        "WARNING only failures, DEBUG adds tracebacks (default: --log-level)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -106,6 +122,8 @@ def load_server(path: str) -> Server:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs_log_level is not None:
+        logging.getLogger("pgjobs.jobs").setLevel(args.jobs_log_level)
     server = load_server(args.app)
     overrides: dict[str, Any] = {}
     if args.queues is not None:

@@ -51,6 +51,17 @@ select {schema}.cancel_job(%(id)s, %(reason)s);
 -- name: job_why
 select {schema}.why(%(id)s);
 
+-- name: job_id_issued
+-- Whether the job exists, and the highest id handed out so far: ids come from
+-- jobs_id_seq and are never reused, so a missing id at or below it belonged to a job
+-- that was deleted (or whose enqueue rolled back). pg_sequences shows last_value only
+-- to roles that may read the sequence; the highest id in the table stands in for the
+-- others.
+select exists (select from {schema}.jobs where id = %(id)s),
+       greatest((select s.last_value from pg_sequences s
+                 where s.schemaname = '{schema}' and s.sequencename = 'jobs_id_seq'),
+                (select max(id) from {schema}.jobs));
+
 -- name: job_purge_finished
 select {schema}.purge_finished(make_interval(secs => %(older_than)s), %(max_rows)s,
                                %(states)s::{schema}.job_state[]);

@@ -142,7 +142,9 @@ returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_r
 -- name: job_finish_many
 -- Record finished attempts in one statement. Every row is guarded by state and attempt:
 -- an attempt whose lease expired and was rescued (and maybe re-claimed) can no longer
--- write its outcome over the newer one. Completed jobs are deleted when not retained.
+-- write its outcome over the newer one. Completed jobs are deleted when not retained
+-- (delete_completed), unless a client waits for them (a row in waiters): Client.wait
+-- must read the result, and the leader's pruner deletes the row once it has left.
 -- outcome.state is 'completed', 'failed', 'cancelled' or 'scheduled' (a retry, or a
 -- snooze, run after delay seconds); refund gives the attempt back (a snooze is not a
 -- failure); result is the handler's return value as JSON text. Clients blocked in
@@ -164,7 +166,10 @@ returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_r
 with outcome as (
     select o.id, o.attempt, coalesce(o.state, 'completed') as state,
            coalesce(o.delay, 0) as delay, o.error, o.result,
-           coalesce(o.refund, false) as refund, 'running'::{schema}.job_state as running
+           coalesce(o.refund, false) as refund, 'running'::{schema}.job_state as running,
+           %(delete_completed)s and coalesce(o.state, 'completed') = 'completed'
+               and not exists (select from {schema}.waiters w where w.job_id = o.id)
+               as gone
     from unnest(%(ids)b::int8[], %(attempts)b::int4[], %(states)b::text[],
                 %(delays)b::float8[], %(errors)b::text[], %(results)b::text[],
                 %(refunds)b::bool[])
@@ -173,7 +178,7 @@ with outcome as (
 deleted as (
     delete from {schema}.jobs j
     using outcome o
-    where %(delete_completed)s and o.state = 'completed'
+    where o.gone
       and j.id = o.id and j.attempt = o.attempt and j.state = o.running
     returning j.id, j.queue, o.state
 ),
@@ -195,7 +200,7 @@ updated as (
         lease_expires_at = null,
         worker_id = null
     from outcome o
-    where not (%(delete_completed)s and o.state = 'completed')
+    where not o.gone
       and j.id = o.id and j.attempt = o.attempt and j.state = o.running
     returning j.id, j.queue, o.state
 ),

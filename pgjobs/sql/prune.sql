@@ -13,7 +13,9 @@
 -- name: job_prune_finished
 -- Jobs that finished in one state (completed, failed or cancelled) longer than
 -- retention seconds ago, oldest first, along jobs_state_time_idx: the CASE is the
--- index's (see job_stage_due in jobs.sql), for a finished job its finished_at.
+-- index's (see job_stage_due in jobs.sql), for a finished job its finished_at. A job a
+-- client still waits for stays until it has read it (see job_finish_many); a client
+-- that died waiting stops counting once waiter_prune_stale removed its row.
 with doomed as (
     select j.id
     from {schema}.jobs j
@@ -21,6 +23,7 @@ with doomed as (
       and case state when 'scheduled' then run_at when 'running' then lease_expires_at
                      else finished_at end
           < now() - make_interval(secs => %(retention)s::float8)
+      and not exists (select from {schema}.waiters w where w.job_id = j.id)
     order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
                         else finished_at end
     limit %(limit)s
