@@ -16,7 +16,7 @@ import psycopg
 import psycopg.errors
 
 from .. import admin
-from ..errors import SchemaError
+from .._ops import MISSING_OBJECT, schema_error
 from ._common import add_database_options, dsn_from, schema_from
 
 __all__ = [
@@ -72,15 +72,8 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         try:
             yield conn
-        except (
-            psycopg.errors.UndefinedTable,
-            psycopg.errors.UndefinedFunction,
-            psycopg.errors.InvalidSchemaName,
-        ) as exc:
-            raise SchemaError(
-                f"the pgjobs schema {schema!r} is missing or older than this pgjobs "
-                f"({exc.diag.message_primary}): run `pgjobs migrate --schema {schema}`"
-            ) from exc
+        except MISSING_OBJECT as exc:
+            raise schema_error(exc, schema) from exc
 
 
 def print_json(value: Any) -> None:
