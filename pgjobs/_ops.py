@@ -206,10 +206,10 @@ def _wrong_connection(conn: Any, expected: type) -> TypeError:
     to_async = expected is psycopg.Connection
     twin = _twin(module, name, to_async)
     if twin is None:
-        advice = f"it has no {'async' if to_async else 'sync'} version: give it a {want}"
+        advice = f"it has no {'async' if to_async else 'sync'} version"
     else:
-        advice = f"use {prefix}.{twin}() with a {type(conn).__qualname__}"
-    return TypeError(f"{prefix}.{name}() takes a {want}, not a {got}: {advice}")
+        advice = f"use {prefix}.{twin}() for this connection"
+    return TypeError(f"{prefix}.{name}() takes a {want}, not a {got}; {advice}")
 
 
 def _public_caller(frame: FrameType | None) -> tuple[Any, str, str] | None:
