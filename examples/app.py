@@ -1,5 +1,9 @@
 """An example pgjobs application: three weighted queues, a sync and an async handler.
 
+It is the worker of the README's and docs/quickstart.md's story (a shop that emails a
+receipt per order and resizes product photos), with more in it: logging, cancellation,
+images that fail once or for good.
+
 Run it against any Postgres (migrate once, then start a worker)::
 
     python -m pgjobs migrate --dsn postgresql://localhost/app
@@ -36,9 +40,10 @@ def send_email(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
     """A sync handler: it runs in a thread, so it may block.
 
     Delivery is at least once: after a crash the same email job can run again, so a
-    real handler passes a stable key (here the payload's ``message_id``) to a provider
-    that deduplicates on it, or records what it sent.
+    real handler passes a stable key (the payload's ``message_id``, else the job id) to
+    a provider that deduplicates on it, or records what it sent.
     """
+    message_id = task.payload.get("message_id", f"job-{ctx.job_id}")
     # Blocking work goes here; ctx.wait() sleeps but wakes up if the job is cancelled
     # (timeout, shutdown, operator), which a thread has to notice for itself.
     if ctx.wait(0.05):
@@ -46,7 +51,7 @@ def send_email(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
     log.info(
         "job %d: sent message %s to %s (attempt %d)",
         ctx.job_id,
-        task.payload["message_id"],
+        message_id,
         task.payload["to"],
         ctx.attempt,
     )

@@ -15,13 +15,19 @@ itself, so :func:`run` (psycopg ``Connection``) and :func:`run_async` (psycopg
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
+
+from ._queries import DEFAULT_SCHEMA
+from .errors import SchemaError
 
 TUPLES_OK = ExecStatus.TUPLES_OK
 
@@ -37,7 +43,25 @@ _KEPT_CURSOR = "_pgjobs_cursor"
 #: dropped rather than kept, so that an idle connection holds no big result.
 _MAX_ROWS_KEPT = 100
 
-__all__ = ["Copy", "Op", "Rows", "Statement", "run", "run_async"]
+#: What Postgres says when a statement names a pgjobs object that is not there: the
+#: schema was never migrated, or is older than this pgjobs.
+MISSING_OBJECT = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
+)
+
+#: The modules whose public functions take a connection, and the name they are
+#: reached by (``pgjobs.enqueue`` rather than ``pgjobs.enqueue.enqueue``).
+_PUBLIC_MODULES = {
+    "pgjobs.enqueue": "pgjobs",
+    "pgjobs.client": "pgjobs",
+    "pgjobs.admin": "pgjobs.admin",
+    "pgjobs.testing": "pgjobs.testing",
+}
+
+__all__ = ["MISSING_OBJECT", "Copy", "Op", "Rows", "Statement", "run", "run_async", "schema_error"]
 
 T = TypeVar("T")
 Rows: TypeAlias = list[tuple[Any, ...]]
@@ -94,6 +118,8 @@ def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
 
 def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
     """Drive *op* on a sync psycopg connection, inside whatever transaction it is in."""
+    if not isinstance(conn, psycopg.Connection):
+        raise _wrong_connection(conn, psycopg.Connection)
     cursor: psycopg.Cursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
@@ -111,6 +137,8 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except MISSING_OBJECT as exc:
+        raise schema_error(exc) from exc
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
@@ -118,6 +146,8 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
 
 async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
     """Drive *op* on an async psycopg connection, inside whatever transaction it is in."""
+    if not isinstance(conn, psycopg.AsyncConnection):
+        raise _wrong_connection(conn, psycopg.AsyncConnection)
     cursor: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
@@ -135,6 +165,74 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    except MISSING_OBJECT as exc:
+        raise schema_error(exc) from exc
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
+
+
+def schema_error(exc: psycopg.Error, schema: str | None = None) -> SchemaError:
+    """The SchemaError for a pgjobs statement that named an object Postgres lacks.
+
+    Made only when a statement has failed, so the hot path asks nothing in advance. The
+    schema, when not given, is read from Postgres's message (every pgjobs statement
+    names its objects with their schema).
+    """
+    said = exc.diag.message_primary or str(exc)
+    if schema is None:
+        found = re.search(r'(?:relation|schema|function) "([^".]+)', said)
+        schema = found.group(1) if found else DEFAULT_SCHEMA
+    option = "" if schema == DEFAULT_SCHEMA else f" --schema {schema}"
+    return SchemaError(
+        f"the pgjobs schema {schema!r} is missing or older than this pgjobs ({said}): "
+        f"run `python -m pgjobs migrate{option}`"
+    )
+
+
+def _wrong_connection(conn: Any, expected: type) -> TypeError:
+    """The TypeError for a sync function given an async connection, or the reverse,
+    naming the function to call instead.
+
+    The public function that was called is found from the caller's frames: only this
+    error path pays for that, the hot path pays one isinstance check.
+    """
+    got = f"{type(conn).__module__}.{type(conn).__qualname__}"
+    want = f"psycopg.{expected.__qualname__}"
+    called = _public_caller(sys._getframe(2))
+    if called is None:
+        return TypeError(f"expected a {want}, got a {got}")
+    module, prefix, name = called
+    to_async = expected is psycopg.Connection
+    twin = _twin(module, name, to_async)
+    if twin is None:
+        advice = f"it has no {'async' if to_async else 'sync'} version"
+    else:
+        advice = f"use {prefix}.{twin}() for this connection"
+    return TypeError(f"{prefix}.{name}() takes a {want}, not a {got}; {advice}")
+
+
+def _public_caller(frame: FrameType | None) -> tuple[Any, str, str] | None:
+    """(module, public prefix, qualified name) of the nearest public pgjobs function on
+    the stack, skipping private helpers (``Client._run``, ``admin._run``)."""
+    while frame is not None:
+        prefix = _PUBLIC_MODULES.get(frame.f_globals.get("__name__", ""))
+        name = frame.f_code.co_qualname
+        if prefix is not None and not any(part.startswith("_") for part in name.split(".")):
+            return sys.modules[frame.f_globals["__name__"]], prefix, name
+        frame = frame.f_back
+    return None
+
+
+def _twin(module: Any, name: str, to_async: bool) -> str | None:
+    """The other face of *name* (``enqueue`` and ``enqueue_async``, ``Client.get`` and
+    ``AsyncClient.get``), if *module* has it."""
+    *owner, function = name.split(".")
+    if to_async:
+        twin = [f"Async{part}" for part in owner] + [function if owner else f"{function}_async"]
+    else:
+        twin = [part.removeprefix("Async") for part in owner] + [function.removesuffix("_async")]
+    target: Any = module
+    for part in twin:
+        target = getattr(target, part, None)
+    return ".".join(twin) if target is not None and twin != name.split(".") else None

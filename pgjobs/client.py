@@ -8,6 +8,7 @@ transaction.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from types import TracebackType
@@ -79,6 +80,14 @@ class _ClientBase:
             "name": "pgjobs-client",
         }
 
+    @staticmethod
+    def _probe_args(timeout: float) -> dict[str, Any]:
+        """Arguments of the one direct connection made before the pool opens. The pool
+        retries a failing connection quietly until its timeout (the cause only in its
+        log); a direct one fails at once with the cause, and within *timeout* for a host
+        that does not answer (libpq counts whole seconds, at least 2)."""
+        return {"connect_timeout": max(2, math.ceil(timeout))}
+
     def _insert(self, task: Task) -> Op[int]:
         return insert_op(task, self.schema, self.max_payload_bytes)
 
@@ -134,8 +143,14 @@ class Client(_ClientBase):
         self.close()
 
     def open(self, timeout: float = 30.0) -> None:
-        """Open the pool, waiting until a connection works (raises PoolTimeout if not)."""
+        """Open the pool, waiting until its connections work.
+
+        A database that cannot be reached raises psycopg's ``OperationalError`` at once,
+        with libpq's reason (see :meth:`_ClientBase._probe_args`); PoolTimeout after
+        *timeout* seconds means the pool could still not fill.
+        """
         if not self._opened:
+            psycopg.connect(self.dsn, **self._probe_args(timeout)).close()
             self._pool.open(wait=True, timeout=timeout)
             self._opened = True
 
@@ -234,8 +249,10 @@ class AsyncClient(_ClientBase):
         await self.close()
 
     async def open(self, timeout: float = 30.0) -> None:
-        """Open the pool, waiting until a connection works (raises PoolTimeout if not)."""
+        """Async :meth:`Client.open`."""
         if not self._opened:
+            probe = await psycopg.AsyncConnection.connect(self.dsn, **self._probe_args(timeout))
+            await probe.close()
             await self._pool.open(wait=True, timeout=timeout)
             self._opened = True
 

@@ -44,6 +44,10 @@ class Config:
     :param strict_priority: drain queues strictly by descending weight instead.
     :param shutdown_timeout: seconds a graceful stop waits for running jobs before it
         cancels them and returns them to their queue.
+    :param wait_for_db: seconds a starting worker keeps trying a database it cannot
+        reach (a server not up yet, as under ``docker compose up``), with a log line
+        each try, before it gives up; ``0`` gives up at once. A server that answers and
+        refuses (password, database name) is not waited for.
     :param schema: the pgjobs schema.
     :param listen: wake up on LISTEN/NOTIFY; ``False`` only polls (for PgBouncer in
         transaction mode, where LISTEN cannot work).
@@ -93,6 +97,7 @@ class Config:
     queues: Mapping[str, int] = field(default_factory=_default_queues)
     strict_priority: bool = False
     shutdown_timeout: float = 10.0
+    wait_for_db: float = 30.0
     schema: str = DEFAULT_SCHEMA
     listen: bool = True
     poll_interval: float = 1.0
@@ -123,7 +128,7 @@ class Config:
             "prune_interval",
         ):
             _positive_number(getattr(self, name), name)
-        for name in ("shutdown_timeout", "lease_grace"):
+        for name in ("shutdown_timeout", "lease_grace", "wait_for_db"):
             _positive_number(getattr(self, name), name, allow_zero=True)
         if self.heartbeat_interval * 2 > self.lease:
             raise ConfigurationError(

@@ -23,7 +23,9 @@ Handler control flow (raised *by* handlers, not errors of pgjobs)::
     └── Cancel                               end it as cancelled
 
 Database errors are psycopg's own (:mod:`psycopg.errors`); pgjobs does not wrap them,
-so a caller's transaction handling sees exactly what Postgres said.
+so a caller's transaction handling sees exactly what Postgres said. The exception is a
+pgjobs statement naming an object the database lacks: that is a :class:`SchemaError`
+saying to migrate, with Postgres's error as its ``__cause__``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from datetime import timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Self
 
+from ._logging import configure as configure_logging
 from ._worker import Worker
 from .backoff import Backoff
 from .config import Config
@@ -172,7 +173,11 @@ class Server:
         """Run until SIGINT or SIGTERM, then stop gracefully; a second signal stops at once.
 
         *config* overrides the server's own for this run (the CLI's options do this).
+        Logs go to stderr at INFO, as with ``python -m pgjobs worker``, unless the
+        application has configured logging itself (the root logger has handlers).
         """
+        if not logging.getLogger().handlers:
+            configure_logging()
         asyncio.run(self.serve(config))
 
     async def serve(self, config: Config | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import pgjobs
 from pgjobs import _dsn, migrate
 from pgjobs.cli import build_parser, main
+from tests.apps.procs import wait_for
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
 DSN_VARIABLES = ("PGJOBS_DSN", "DATABASE_URL")
@@ -255,24 +258,76 @@ def test_concurrent_migrate_processes_take_turns(empty_dsn: str) -> None:
 # --- demo ---------------------------------------------------------------------------------
 
 
-def test_demo_on_a_given_database(empty_dsn: str) -> None:
-    result = run_cli("demo", "--dsn", empty_dsn, "--jobs", "10")
+def printed_commands(output: str) -> list[list[str]]:
+    """The commands the demo prints after "Try next:", split as a shell would."""
+    tail = output.split("Try next:\n", 1)[1]
+    return [
+        shlex.split(line)
+        for line in tail.splitlines()
+        if line.startswith("  ") and not line.strip().startswith("#")
+    ]
+
+
+def run_printed(commands: list[list[str]]) -> list[str]:
+    """Run each printed command as printed, without the test's DSN variables; their output."""
+    assert commands
+    outputs = []
+    for command in commands:
+        environment = {k: v for k, v in os.environ.items() if k not in DSN_VARIABLES}
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    return outputs
+
+
+def test_demo_on_a_given_database_keeps_to_its_own_schema(dsn: str) -> None:
+    """The demo runs its jobs in schema pgjobs_demo and stops when they are done, whatever
+    the application's own queue holds (here a job of a kind no demo handler knows); its
+    closing commands work as printed."""
+    with psycopg.connect(dsn) as conn:
+        user_job = pgjobs.enqueue(conn, pgjobs.Task("an_application_kind"))
+    result = run_cli("demo", "--dsn", dsn, "--jobs", "10")
     assert result.returncode == 0, result.stderr
     assert "a job enqueued in a rolled-back transaction: it never existed" in result.stdout
     assert "all jobs done" in result.stdout
     assert " completed in " not in result.stderr  # progress lines, not a line per job
-    with psycopg.connect(empty_dsn) as conn:
-        left = conn.execute("select count(*) from pgjobs.jobs").fetchone()
-        ran = conn.execute("select sum(completed) from pgjobs.stats").fetchone()
-    assert left == (0,)  # completed jobs are deleted
+    assert "retried in" not in result.stderr  # the retry line says its delay once
+    with psycopg.connect(dsn) as conn:
+        untouched = conn.execute("select id, state::text, attempt from pgjobs.jobs").fetchall()
+        ran = conn.execute("select sum(completed) from pgjobs_demo.stats").fetchone()
+    assert untouched == [(user_job, "available", 0)]
     # 10 per queue and the committed email; the rolled-back email never ran.
     assert ran == (31,)
+    status, listing = run_printed(printed_commands(result.stdout))
+    assert "critical" in status
+    assert "sync_crm" in listing
 
 
 @pytest.mark.slow
-def test_demo_on_an_embedded_postgres(tmp_path: Path) -> None:
-    result = run_cli("demo", "--jobs", "5", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("starting an embedded Postgres")
-    assert "a job enqueued in a rolled-back transaction: it never existed" in result.stdout
-    assert re.search(r"\s16 done", result.stdout), result.stdout
+def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    environment = {k: v for k, v in os.environ.items() if k not in DSN_VARIABLES}
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "pgjobs", "demo", "--jobs", "5"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env=environment,
+        )
+        try:
+            wait_for(
+                lambda: demo.poll() is not None or "until Ctrl-C" in log.read_text(),
+                "the demo to finish its jobs",
+                timeout=120,
+                detail=log.read_text,
+            )
+            output = log.read_text()
+            assert output.startswith("starting an embedded Postgres")
+            assert re.search(r"\s16 done", output), output
+            run_printed(printed_commands(output))
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=60) == 0
+        finally:
+            demo.kill()

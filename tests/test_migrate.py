@@ -483,7 +483,7 @@ def test_another_schema_migrates_and_enqueues(empty_dsn: str) -> None:
         pgjobs.enqueue(conn, pgjobs.Task("alt"), schema="jobs_alt")
         pgjobs.enqueue_many(conn, [pgjobs.Task("alt_many")], schema="jobs_alt")
         conn.commit()
-        with pytest.raises(psycopg.errors.UndefinedTable):
+        with pytest.raises(SchemaError):
             pgjobs.enqueue(conn, pgjobs.Task("default_schema"))  # pgjobs.jobs does not exist
         conn.rollback()
     with pgjobs.Client(empty_dsn, schema="jobs_alt") as client:

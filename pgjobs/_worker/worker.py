@@ -64,6 +64,7 @@ from .joblog import JobLog
 from .leader import Elector, leader_services
 from .listener import Listener
 from .outcome import Outcome, decide, describe_error
+from .probe import wait_for_database
 from .retry import DB_ERRORS, reconnect_delay
 from .rows import decode_claimed
 from .services import Heartbeat, Rescuer, Stager, run_periodically
@@ -228,10 +229,10 @@ class Worker:
             open=False,
             name="pgjobs-worker",
         )
-        # One direct connection first: an unreachable or misconfigured database fails at
-        # once with libpq's own message, not a pool timeout 30 s later.
-        probe = await psycopg.AsyncConnection.connect(dsn, connect_timeout=10)
-        await probe.close()
+        # One direct connection first: a database that is not up yet is waited for (with
+        # a log line), and a misconfigured one fails with libpq's own message, not a pool
+        # timeout 30 s later.
+        await wait_for_database(dsn, config.wait_for_db)
         await self._pool.open(wait=True, timeout=30.0)
         self._row = {
             "id": self.id,

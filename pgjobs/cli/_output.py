@@ -26,7 +26,7 @@ from psycopg.abc import Buffer
 from psycopg.types.json import JsonbLoader
 
 from .. import admin
-from ..errors import SchemaError
+from .._ops import MISSING_OBJECT, schema_error
 from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
 
@@ -140,15 +140,8 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
         conn.adapters.register_loader("jsonb", _TolerantJsonbLoader)
         try:
             yield conn
-        except (
-            psycopg.errors.UndefinedTable,
-            psycopg.errors.UndefinedFunction,
-            psycopg.errors.InvalidSchemaName,
-        ) as exc:
-            raise SchemaError(
-                f"the pgjobs schema {schema!r} is missing or older than this pgjobs "
-                f"({exc.diag.message_primary}): run `pgjobs migrate --schema {schema}`"
-            ) from exc
+        except MISSING_OBJECT as exc:
+            raise schema_error(exc, schema) from exc
 
 
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

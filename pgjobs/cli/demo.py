@@ -2,7 +2,13 @@
 
 It enqueues example jobs in three weighted queues (one inside a transaction that rolls
 back, to show it never runs), runs a real worker on them with a line of progress every
-half second, and stops by itself when the jobs are done (or on Ctrl-C).
+half second, and stops the worker by itself when they are done (or on Ctrl-C). Then it
+prints commands to look at what happened, runnable as printed, and keeps an embedded
+database up for them until Ctrl-C.
+
+Everything lives in its own schema, ``pgjobs_demo``: on a database given with
+``--dsn`` it never sees, let alone runs, the jobs of the application's ``pgjobs``
+schema.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import asyncio
 import dataclasses
 import logging
 import random
+import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from .. import migrate
+from .. import admin, migrate
 from .._dsn import redact
 from ..config import Config
 from ..context import Context
@@ -32,19 +40,23 @@ EXAMPLES = """\
 examples:
   pgjobs demo                                # embedded Postgres in a temporary directory
   pgjobs demo --jobs 20000 --concurrency 50  # a bigger run
-  pgjobs demo --dsn postgresql://localhost/x  # your own database (creates the pgjobs schema)
+  pgjobs demo --dsn postgresql://localhost/x  # your own database (schema pgjobs_demo)
 """
 
 QUEUES = {"critical": 6, "default": 3, "low": 1}
+
+#: The demo's own schema, apart from an application's ``pgjobs``.
+SCHEMA = "pgjobs_demo"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run a worker on example jobs (embedded Postgres unless --dsn)",
-        description="Start an embedded Postgres (or use --dsn), migrate it, enqueue example "
-        "jobs in weighted queues critical=6, default=3, low=1, and run a worker on them, "
-        "showing progress. Stops when the jobs are done, or on Ctrl-C.",
+        description="Start an embedded Postgres (or use --dsn), create the schema "
+        f"{SCHEMA} in it, enqueue example jobs in weighted queues critical=6, default=3, "
+        "low=1, and run a worker on them, showing progress. When the jobs are done it "
+        "prints commands to look at them, and keeps an embedded database up until Ctrl-C.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,7 +82,15 @@ def _database(dsn: str | None) -> Iterator[str]:
 
 def demo_server(concurrency: int) -> Server:
     """Example handlers: async and sync, fast and slow, and one that fails at first."""
-    server = Server(Config(concurrency=concurrency, queues=QUEUES, shutdown_timeout=2.0))
+    # Completed jobs are kept an hour, so that `jobs list` can show them afterwards.
+    config = Config(
+        concurrency=concurrency,
+        queues=QUEUES,
+        shutdown_timeout=2.0,
+        schema=SCHEMA,
+        completed_retention=3600,
+    )
+    server = Server(config)
 
     @server.handler("send_email")
     async def send_email(ctx: Context, task: Task) -> None:
@@ -83,7 +103,7 @@ def demo_server(concurrency: int) -> Server:
     @server.handler("sync_crm", backoff=lambda attempt, error: 0.5)
     async def sync_crm(ctx: Context, task: Task) -> None:
         if ctx.attempt == 1 and task.payload["n"] % 50 == 0:
-            raise ConnectionError("the CRM timed out (retried in 0.5 s)")
+            raise ConnectionError("the CRM timed out")
 
     return server
 
@@ -92,10 +112,12 @@ def _enqueue_examples(dsn: str, per_queue: int) -> int:
     with psycopg.connect(dsn) as conn:
         with conn.transaction():
             conn.execute("select 1")  # stands for the application's own writes
-            enqueue(conn, Task("send_email", {"to": "ada@example.com"}, queue="critical"))
+            task = Task("send_email", {"to": "ada@example.com"}, queue="critical")
+            enqueue(conn, task, schema=SCHEMA)
         try:
             with conn.transaction():
-                enqueue(conn, Task("send_email", {"to": "never@example.com"}, queue="critical"))
+                task = Task("send_email", {"to": "never@example.com"}, queue="critical")
+                enqueue(conn, task, schema=SCHEMA)
                 raise RuntimeError("the application's transaction fails")
         except RuntimeError:
             print("a job enqueued in a rolled-back transaction: it never existed")
@@ -104,16 +126,15 @@ def _enqueue_examples(dsn: str, per_queue: int) -> int:
             Task(kinds[queue], {"n": n}, queue=queue) for n in range(per_queue) for queue in QUEUES
         ]
         with conn.transaction():
-            enqueue_many(conn, tasks)
+            enqueue_many(conn, tasks, schema=SCHEMA)
         return len(tasks) + 1
 
 
 def _progress(conn: psycopg.Connection[tuple[Any, ...]], total: int, started: float) -> int:
-    rows = conn.execute(
-        "select queue, count(*) filter (where state in ('available', 'running', 'scheduled'))"
-        " from pgjobs.jobs group by queue"
-    ).fetchall()
-    left = {str(row[0]): int(row[1]) for row in rows}
+    left = {
+        row.queue: row.available + row.scheduled + row.running
+        for row in admin.queue_summary(conn, schema=SCHEMA)
+    }
     remaining = sum(left.values())
     elapsed = time.monotonic() - started
     done = total - remaining
@@ -137,17 +158,48 @@ async def _run(dsn: str, per_queue: int, concurrency: int) -> None:
                 await asyncio.sleep(0.5)
     finally:
         await server.stop()
-    print("all jobs done. Try `pgjobs status`, `pgjobs jobs list` or `pgjobs worker --help` next.")
+    print("all jobs done.")
+
+
+def next_steps(dsn: str) -> list[tuple[str, str]]:
+    """What to try once the jobs are done, as (what it shows, command). Each command runs
+    as printed: this Python by its full path (a fresh machine's .venv is not on PATH),
+    with the demo's database and schema."""
+    pgjobs = f"{shlex.quote(sys.executable)} -m pgjobs"
+    target = f"--dsn {shlex.quote(dsn)} --schema {SCHEMA}"
+    return [
+        ("the queues and their throughput", f"{pgjobs} status {target}"),
+        ("one kind of job: attempts, errors", f"{pgjobs} jobs list --kind sync_crm {target}"),
+    ]
+
+
+def _print_next_steps(dsn: str) -> None:
+    print("\nTry next:")
+    for what, command in next_steps(dsn):
+        print(f"  # {what}\n  {command}")
+
+
+def _keep_up_until_interrupted() -> None:
+    """The embedded database lives as long as this process: keep it for the commands."""
+    print("\nThe database stays up for these commands until Ctrl-C.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping the database")
 
 
 def run(args: argparse.Namespace) -> int:
     with _database(args.dsn) as dsn:
         print(f"database: {redact(dsn)}")
-        migrate.upgrade(dsn)
-        print(f"pgjobs schema at revision {migrate.head_revision()}")
+        migrate.upgrade(dsn, schema=SCHEMA)
+        print(f"pgjobs schema {SCHEMA} at revision {migrate.head_revision()}")
         try:
             asyncio.run(_run(dsn, args.jobs, args.concurrency))
         except KeyboardInterrupt:
             print("interrupted")
             return 130
+        _print_next_steps(dsn)
+        if args.dsn is None:
+            _keep_up_until_interrupted()
     return 0

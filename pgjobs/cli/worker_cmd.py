@@ -63,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how long a graceful stop waits for running jobs",
     )
     parser.add_argument(
+        "--wait-for-db",
+        type=float,
+        metavar="SECONDS",
+        help="how long to keep trying a database that cannot be reached yet (default 30)",
+    )
+    parser.add_argument(
         "--no-listen",
         dest="listen",
         action="store_false",
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         ("handler_pool_size", "handler_pool_size"),
         ("strict", "strict_priority"),
         ("shutdown_timeout", "shutdown_timeout"),
+        ("wait_for_db", "wait_for_db"),
         ("listen", "listen"),
         ("poll_interval", "poll_interval"),
     ):
