@@ -300,3 +300,50 @@ async def test_a_worker_refused_connections_snoozes_handlers_then_recovers(
                 [login],
             )
             conn.execute(f"drop role if exists {login}".encode())
+
+
+async def test_a_worker_out_of_connections_at_start_waits_for_one(
+    dsn, db, granted, admin_dsn, caplog
+) -> None:
+    """The server refuses the worker's first connection (its role is at its connection
+    limit): the worker waits, saying why, and starts once the server lets it in."""
+    login = f"{granted['worker']}_login"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"create role {login} login connection limit 0 in role {granted['worker']}".encode()
+        )
+    try:
+        job_id = pgjobs.enqueue(db, pgjobs.Task("work"))
+        server = pgjobs.Server()
+        server.register_handler("work", lambda ctx, task: None)
+        caplog.set_level("WARNING", logger="pgjobs.worker")
+        worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
+        starting = asyncio.ensure_future(server.start(pgjobs.Config(dsn=worker_dsn)))
+        try:
+            await wait_until(
+                lambda: "too many connections" in caplog.text, what="the worker to wait"
+            )
+            assert not starting.done()
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f"alter role {login} connection limit 10".encode())
+            await asyncio.wait_for(starting, 30)
+            await wait_until(
+                lambda: (
+                    db.execute(
+                        "select count(*) from pgjobs.jobs where id = %s", [job_id]
+                    ).fetchone()
+                    == (0,)
+                ),
+                what="the job to complete",
+            )
+        finally:
+            if not starting.done():
+                starting.cancel()
+            await server.stop(timeout=2)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                b"select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
+                [login],
+            )
+            conn.execute(f"drop role if exists {login}".encode())

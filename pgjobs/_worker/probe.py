@@ -3,7 +3,10 @@
 A worker started beside its database (``docker compose up``) often starts first. Until
 ``Config.wait_for_db`` seconds have passed it tries again, with a growing delay and a
 log line each time; a server that answers and refuses (authentication, no such
-database or role) is not waited for, since time does not fix that.
+database or role) is not waited for, since time does not fix that. A server that is
+out of connections (``too many clients``, a role's or database's connection limit) is
+waited for: connections come free, and a fleet that starts while the database is busy
+should come up when it can, not crash-loop.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ log = logging.getLogger("pgjobs.worker")
 FIRST_DELAY = 0.5
 
 
+#: FATAL errors that pass by themselves: the server starting up, shutting down or in
+#: recovery, and every way of being out of connections. libpq gives no SQLSTATE for a
+#: failed connection, only the server's message, so it is matched by text.
+_PASSING = ("the database system is", "too many", "connection slots are reserved")
+
+
 def _refused_by_the_server(exc: psycopg.OperationalError) -> bool:
-    """The server answered with a FATAL error other than "the database system is
-    starting up" (or shutting down, or in recovery), which pass by themselves."""
+    """The server answered with a FATAL error that time does not fix."""
     text = str(exc)
-    return "FATAL:" in text and "the database system is" not in text
+    return "FATAL:" in text and not any(passing in text for passing in _PASSING)
 
 
 async def wait_for_database(dsn: str, patience: float) -> None:
