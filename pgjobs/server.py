@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._worker import Worker
+from ._worker.observer import Observer
 from .backoff import Backoff
 from .config import Config
 from .cron import parse_schedule
@@ -57,6 +58,9 @@ class Server:
         self.registry = Registry()
         self.middleware: list[Middleware] = []
         self.error_hooks: list[ErrorHook] = []
+        #: Told of claims, outcomes and idle waits (pgjobs.metrics.PrometheusObserver);
+        #: set before start().
+        self.observer: Observer | None = None
         self._worker: Worker | None = None
 
     # --- the registry ---------------------------------------------------------------
@@ -141,6 +145,7 @@ class Server:
             self.registry,
             middleware=self.middleware,
             error_hooks=self.error_hooks,
+            observer=self.observer,
         )
         await worker.start()
         self._worker = worker

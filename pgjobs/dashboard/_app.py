@@ -112,6 +112,7 @@ def app(
         Route("/health", pages.health, methods=["GET"]),
         Route("/login", pages.login, methods=["GET", "POST"]),
         Route("/static/{name}", pages.static, methods=["GET"]),
+        Route("/metrics", pages.metrics, methods=["GET"]),
     ]
     application = Starlette(
         routes=routes,
@@ -187,6 +188,7 @@ class _Pages:
         self.guard = guard
         self.settings = settings
         self.env = _environment()
+        self._metrics: Any = None  # a prometheus_client registry, made at the first scrape
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -297,6 +299,25 @@ class _Pages:
         body = resources.files("pgjobs.dashboard").joinpath("static", name).read_bytes()
         headers = {"cache-control": "max-age=300", "x-content-type-options": "nosniff"}
         return Response(body, media_type=_STATIC[name], headers=headers)
+
+    async def metrics(self, request: Request) -> Response:
+        """Queue depth and age for Prometheus: one queue_summary read per scrape (cached
+        5 s), however many workers run. Needs the token, when set, as a Bearer header."""
+        if not self.guard.signed_in(request):
+            raise HTTPException(401, "Refused: /metrics needs the dashboard's token.")
+        try:
+            from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+            from ..metrics import QueueCollector
+        except ImportError as exc:
+            needs = f'/metrics needs pip install "pgjobs[metrics]" ({exc})'
+            raise HTTPException(404, needs) from exc
+        if self._metrics is None:
+            registry = CollectorRegistry()
+            registry.register(QueueCollector(self.store.queue_depths))
+            self._metrics = registry
+        body = await run_in_threadpool(generate_latest, self._metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     # --- sign-in --------------------------------------------------------------------------
 
