@@ -11,6 +11,8 @@ every metric and its labels.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
 import time
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from . import admin
 from ._dsn import resolve_dsn
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from ._worker.outcome import Outcome
     from ._worker.worker import Worker
 
-__all__ = ["PrometheusObserver", "QueueCollector", "serve"]
+__all__ = ["AttemptCollector", "PrometheusObserver", "QueueCollector", "serve"]
 
 log = logging.getLogger("pgjobs.metrics")
 
@@ -98,6 +101,54 @@ def read_queues(dsn: str | None, schema: str) -> list[admin.QueueSummary]:
         return admin.queue_summary(conn, schema=schema)
 
 
+class AttemptCollector(Collector):
+    """Attempts by queue, kind and outcome, and their durations: tallied per attempt in
+    plain lists (no lock, no prometheus_client call on the worker's hot path) and turned
+    into ``pgjobs_jobs_finished_total`` and ``pgjobs_handler_duration_seconds`` at scrape.
+
+    The worker's loop is the only writer; a scrape (another thread) copies each tally
+    first, so at worst it misses the attempt being added as it reads.
+    """
+
+    def __init__(self) -> None:
+        # (queue, kind, outcome) -> [count, sum of seconds, one count per bucket, +Inf last]
+        self._tallies: dict[tuple[str, str, str], list[float]] = {}
+
+    def add(self, queue: str, kind: str, outcome: str, seconds: float) -> None:
+        key = (queue, kind, outcome)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = [0.0] * (len(DURATION_BUCKETS) + 3)
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        finished = CounterMetricFamily(
+            "pgjobs_jobs_finished",
+            "Attempts by outcome: completed, failed, retried, snoozed, cancelled",
+            labels=["queue", "kind", "outcome"],
+        )
+        durations = HistogramMetricFamily(
+            "pgjobs_handler_duration_seconds",
+            "Time from a handler's start to its attempt's outcome",
+            labels=["queue", "kind"],
+        )
+        by_kind: dict[tuple[str, str], list[float]] = {}
+        for (queue, kind, outcome), tally in list(self._tallies.items()):
+            tally = list(tally)
+            finished.add_metric([queue, kind, outcome], tally[0])
+            merged = by_kind.setdefault((queue, kind), [0.0] * len(tally))
+            for i, value in enumerate(tally):
+                merged[i] += value
+        for (queue, kind), tally in by_kind.items():
+            counts = itertools.accumulate(tally[2:])
+            bounds = [*map(floatToGoString, DURATION_BUCKETS), "+Inf"]
+            durations.add_metric([queue, kind], list(zip(bounds, counts, strict=True)), tally[1])
+        yield finished
+        yield durations
+
+
 class PrometheusObserver(Observer):
     """A worker's metrics, in *registry* (a fresh one by default, so that several
     workers in one process do not collide). Give it to ``Server.observer`` before the
@@ -115,19 +166,8 @@ class PrometheusObserver(Observer):
         self._schema = schema
         self._worker: Worker | None = None
         r = self.registry
-        self.finished = Counter(
-            "pgjobs_jobs_finished",
-            "Attempts by outcome: completed, failed, retried, snoozed, cancelled",
-            ["queue", "kind", "outcome"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "pgjobs_handler_duration_seconds",
-            "Time from a handler's start to its attempt's outcome",
-            ["queue", "kind"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
+        self._attempts = AttemptCollector()
+        r.register(self._attempts)
         self.claims = Histogram(
             "pgjobs_claim_batch_size",
             "Jobs returned by one claim",
@@ -144,8 +184,6 @@ class PrometheusObserver(Observer):
             "pgjobs_worker_concurrency", "Jobs this worker runs at once at most", registry=r
         )
         self.leader = Gauge("pgjobs_worker_leader", "1 while this worker is the leader", registry=r)
-        # labels() looks its child up under a lock; one dict lookup is cheaper per job.
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         r.register(QueueCollector(self._leader_reads_queues))
 
     def attach(self, worker: Worker) -> None:
@@ -174,13 +212,7 @@ class PrometheusObserver(Observer):
         self.claims.observe(count)
 
     def settled(self, queue: str, kind: str, outcome: Outcome, seconds: float) -> None:
-        key = (queue, kind, _outcome_label(outcome))
-        children = self._children.get(key)
-        if children is None:
-            children = (self.finished.labels(*key), self.duration.labels(queue, kind))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._attempts.add(queue, kind, _outcome_label(outcome), seconds)
 
     def waited(self, woken: bool) -> None:
         (self._woken if woken else self._polled).inc()

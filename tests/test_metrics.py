@@ -213,3 +213,28 @@ def test_the_dashboard_serves_queue_metrics(dsn: str, db: psycopg.Connection[Any
         assert page.headers["content-type"].startswith("text/plain")
         assert 'pgjobs_queue_jobs{queue="mail",state="available"} 2.0' in page.text
         assert 'pgjobs_queue_paused{queue="mail"} 0.0' in page.text
+
+
+def test_attempt_durations_fall_in_cumulative_buckets() -> None:
+    from prometheus_client import CollectorRegistry
+
+    attempts = metrics.AttemptCollector()
+    registry = CollectorRegistry()
+    registry.register(attempts)
+    for outcome, seconds in (("completed", 0.0005), ("completed", 0.001), ("failed", 0.02)):
+        attempts.add("mail", "send", outcome, seconds)
+    attempts.add("mail", "send", "retried", 100.0)
+
+    def bucket(le: str) -> float | None:
+        labels = {"queue": "mail", "kind": "send", "le": le}
+        return registry.get_sample_value("pgjobs_handler_duration_seconds_bucket", labels)
+
+    assert [bucket("0.001"), bucket("0.005"), bucket("0.05"), bucket("60.0")] == [2, 2, 3, 3]
+    assert bucket("300.0") == 4
+    assert bucket("+Inf") == 4
+    labels = {"queue": "mail", "kind": "send"}
+    assert registry.get_sample_value("pgjobs_handler_duration_seconds_count", labels) == 4
+    total = registry.get_sample_value("pgjobs_handler_duration_seconds_sum", labels)
+    assert total == pytest.approx(100.0215)
+    completed = {"queue": "mail", "kind": "send", "outcome": "completed"}
+    assert registry.get_sample_value("pgjobs_jobs_finished_total", completed) == 2
