@@ -19,6 +19,7 @@ pytest.importorskip("prometheus_client", reason="the metrics extra is not instal
 import pgjobs
 from pgjobs import metrics
 from pgjobs._worker.observer import Observer
+from pgjobs._worker.outcome import Outcome
 from tests.apps.procs import WorkerProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,8 +124,13 @@ async def test_wakeups_and_polls_are_told_apart(dsn, db, running) -> None:
     await running(server, make_config(dsn, poll_interval=30.0))
     worker = server.worker
     assert worker is not None
-    await wait_until(lambda: worker._waiting, "the worker to wait for a NOTIFY")
-    assert sample(observer, "pgjobs_idle_waits_total", ended_by="poll") >= 1
+    # Idle polls double from 2 ms: after 8 of them the next lasts half a second, so a job
+    # picked up now is picked up by its NOTIFY, not by a quick poll.
+    await wait_until(
+        lambda: sample(observer, "pgjobs_idle_waits_total", ended_by="poll") >= 8,
+        "the quick polls to be over",
+    )
+    assert worker._waiting
     pgjobs.enqueue(db, pgjobs.Task("ok"))
     await asyncio.wait_for(done.wait(), 10)
     assert sample(observer, "pgjobs_idle_waits_total", ended_by="wakeup") >= 1
@@ -238,3 +244,31 @@ def test_attempt_durations_fall_in_cumulative_buckets() -> None:
     assert total == pytest.approx(100.0215)
     completed = {"queue": "mail", "kind": "send", "outcome": "completed"}
     assert registry.get_sample_value("pgjobs_jobs_finished_total", completed) == 2
+
+
+def test_the_docs_and_the_grafana_dashboard_name_the_metrics_that_exist() -> None:
+    import json
+    import re
+    from datetime import timedelta
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    observer = metrics.PrometheusObserver()
+    observer.settled("q", "k", Outcome(1, 1, "completed"), 0.1)
+    summary = pgjobs.admin.QueueSummary(
+        "q", False, None, 0, 1, 0, 0, 0, 0, timedelta(seconds=1), 0, 0, 0, 1, 1
+    )
+    observer.registry.register(metrics.QueueCollector(lambda: [summary]))
+    exported = {family.name for family in observer.registry.collect()}
+    section = (docs / "operations.md").read_text().split("## Prometheus metrics", 1)[1]
+    documented = {
+        re.sub(r"_total$", "", name) for name in re.findall(r"^\| `(\w+)`", section, re.M)
+    }
+    assert documented == exported
+    grafana = json.loads((docs / "grafana-pgjobs.json").read_text())
+    queried = {
+        re.sub(r"_(total|bucket|sum|count)$", "", name)
+        for panel in grafana["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"pgjobs_\w+", target["expr"])
+    }
+    assert queried <= exported
