@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -392,3 +398,48 @@ def test_the_job_payload_is_pretty_json(client, db) -> None:
     unescaped = shown.group(1).replace("&#34;", '"')
     assert json.loads(unescaped) == payload
     assert '\n  "a": {\n    "nested": "é"\n  }' in unescaped
+
+
+@pytest.mark.slow
+def test_the_cli_serves_the_dashboard_and_prints_its_url(dsn: str, tmp_path) -> None:
+    pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with_password = make_conninfo(dsn, password="hunter2-very-secret")
+    log = tmp_path / "dashboard.log"
+    env = {k: v for k, v in os.environ.items() if k != "PGJOBS_DASHBOARD_TOKEN"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pgjobs",
+                "dashboard",
+                "--dsn",
+                with_password,
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        assert b"<h1>Queues</h1>" in page
+    finally:
+        process.terminate()
+        process.wait(10)
+    output = log.read_text()
+    assert f"pgjobs dashboard: http://127.0.0.1:{port}/ on " in output
+    assert "password=***" in output
+    assert "hunter2" not in output
