@@ -345,7 +345,15 @@ def list_jobs(
     """The newest jobs (highest id first), optionally of one state, queue and kind."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidArgumentError(f"limit must be a positive integer, not {limit!r}")
-    params = {"state": _check_state(state), "queue": queue, "kind": kind, "limit": limit}
+    params = {
+        "state": _check_state(state),
+        "queue": queue,
+        "kind": kind,
+        "error": None,
+        "since": None,
+        "before": None,
+        "limit": limit,
+    }
     rows = _run(conn, _rows_op(schema, "job_list", params))
     return [JobSummary(*row) for row in rows]
 

@@ -33,6 +33,7 @@ from typing import Any, Self
 
 from ._logging import configure as configure_logging
 from ._worker import Worker
+from ._worker.observer import Observer
 from .backoff import Backoff
 from .config import Config
 from .cron import parse_schedule
@@ -58,6 +59,9 @@ class Server:
         self.registry = Registry()
         self.middleware: list[Middleware] = []
         self.error_hooks: list[ErrorHook] = []
+        #: Told of claims, outcomes and idle waits (pgjobs.metrics.PrometheusObserver);
+        #: set before start().
+        self.observer: Observer | None = None
         self._worker: Worker | None = None
 
     # --- the registry ---------------------------------------------------------------
@@ -142,6 +146,7 @@ class Server:
             self.registry,
             middleware=self.middleware,
             error_hooks=self.error_hooks,
+            observer=self.observer,
         )
         await worker.start()
         self._worker = worker

@@ -81,6 +81,10 @@ def test_wheel_contains_migrations_and_sql(built: Built) -> None:
         assert f"pgjobs/migrations/versions/{path.name}" in names
     for path in (REPO / "pgjobs" / "sql").glob("*.sql"):
         assert f"pgjobs/sql/{path.name}" in names
+    # And the dashboard's templates, stylesheet and script.
+    for folder in ("templates", "static"):
+        for path in (REPO / "pgjobs" / "dashboard" / folder).iterdir():
+            assert f"pgjobs/dashboard/{folder}/{path.name}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith(("tests/", "migrations/", "docs/"))]
 

@@ -63,6 +63,7 @@ from .handler import call_error_hooks, call_handler, call_handler_async, timeout
 from .joblog import JobLog
 from .leader import Elector, leader_services
 from .listener import Listener
+from .observer import Observer
 from .outcome import Outcome, decide, describe_error
 from .probe import wait_for_database
 from .retry import DB_ERRORS, reconnect_delay
@@ -175,6 +176,7 @@ class Worker:
         *,
         middleware: Sequence[Middleware] = (),
         error_hooks: Sequence[ErrorHook] = (),
+        observer: Observer | None = None,
     ) -> None:
         from .._weights import QueuePlanner
 
@@ -206,6 +208,9 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self._joblog = JobLog()
+        self.observer = observer  # metrics; None costs one comparison (see observer.py)
+        if observer is not None:
+            observer.attach(self)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -483,6 +488,8 @@ class Worker:
                         idle_polls += 1
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), delay)
+                        if self.observer is not None:
+                            self.observer.waited(self._wake.is_set())
             except DB_ERRORS as exc:
                 self._waiting = False  # unknown after a failure: set it again when idle
                 failures += 1
@@ -548,6 +555,8 @@ class Worker:
                 },
             )
             rows = await cursor.fetchall()
+            if self.observer is not None:
+                self.observer.claimed(len(rows))
             got: dict[str, int] = {}
             ends: dict[str, tuple[int, int]] = {}
             if rows:
@@ -743,6 +752,10 @@ class Worker:
             self._joblog.completed(run.ctx, run.started)
         elif outcome.failed:
             self.failed += 1
+        if self.observer is not None:
+            assert self._loop is not None
+            seconds = self._loop.time() - run.started
+            self.observer.settled(run.task.queue, run.task.kind, outcome, seconds)
         assert self._completer is not None
         self._completer.add(outcome)
 

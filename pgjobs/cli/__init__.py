@@ -21,6 +21,7 @@ from .._version import __version__
 from ..errors import PgjobsError
 from . import (
     cancel,
+    dashboard_cmd,
     demo,
     doctor,
     enqueue_cmd,
@@ -42,6 +43,7 @@ __all__ = ["main"]
 COMMANDS = (
     migrate_cmd,
     worker_cmd,
+    dashboard_cmd,
     demo,
     status,
     jobs,

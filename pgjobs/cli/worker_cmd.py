@@ -23,6 +23,7 @@ examples:
   pgjobs worker myapp.jobs:server --no-listen --poll-interval 0.5   # behind PgBouncer
   pgjobs worker myapp.jobs:server --log-format json                 # for a log pipeline
   pgjobs worker myapp.jobs:server --jobs-log-level WARNING          # no line per success
+  pgjobs worker myapp.jobs:server --metrics-port 9464 --metrics-host 0.0.0.0
 
 Weighted queues: under load each queue gets its weight's share of the work (6/3/1 is
 60/30/10); a queue with nothing ready lends its share to the others. --strict drains
@@ -77,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--poll-interval", type=float, metavar="SECONDS", help="seconds between polls when idle"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port, at /metrics (needs pgjobs[metrics])",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for a remote scraper)",
     )
     parser.add_argument(
         "--log-level",
@@ -149,5 +161,23 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[field] = value
     config = dataclasses.replace(server.config, **overrides)
+    if args.metrics_port is not None:
+        serve_metrics(server, args.metrics_host, args.metrics_port)
     server.run(config)
     return 0
+
+
+def serve_metrics(server: Server, host: str, port: int) -> None:
+    try:
+        from .. import metrics
+    except ImportError as exc:
+        raise ConfigurationError(
+            f'--metrics-port needs the metrics extra: pip install "pgjobs[metrics]" ({exc})'
+        ) from exc
+    observer = metrics.PrometheusObserver()
+    server.observer = observer
+    try:
+        metrics.serve(observer.registry, port, host)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+    print(f"pgjobs worker: metrics at http://{host}:{port}/metrics", flush=True)

@@ -20,13 +20,20 @@ select id, host, pid, queues, concurrency, version, started_at, heartbeat_at, wa
 from {schema}.live_workers;
 
 -- name: job_list
--- Newest first, through the primary key; each filter is optional.
+-- One page of jobs, newest first, after the keyset *before* (the last id of the
+-- previous page; null for the first): it walks the primary key backwards, so page 1,000
+-- costs what page 1 does (skipping rows would read them all). Each filter is optional;
+-- *error* is a case-insensitive substring of the last error (strpos: LIKE wildcards are
+-- plain text); *since* a lower bound on created_at.
 select id, queue, kind, state::text, priority, attempt, max_retry, run_at, created_at,
        started_at, finished_at, worker_id, last_error
 from {schema}.jobs
 where (%(state)s::text is null or state = %(state)s::{schema}.job_state)
   and (%(queue)s::text is null or queue = %(queue)s)
   and (%(kind)s::text is null or kind = %(kind)s)
+  and (%(error)s::text is null or strpos(lower(last_error), lower(%(error)s)) > 0)
+  and (%(since)s::timestamptz is null or created_at >= %(since)s)
+  and (%(before)s::bigint is null or id < %(before)s)
 order by id desc
 limit %(limit)s;
 

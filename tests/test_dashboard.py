@@ -1,0 +1,445 @@
+"""The web dashboard over HTTP (Starlette's test client, a real Postgres): what each page
+shows, its filters and keyset pages, its actions and their guards, bad input.
+
+tests/test_dashboard_browser.py drives the same app in a real browser.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+pytest.importorskip("starlette", reason="the dashboard extra is not installed")
+pytest.importorskip("jinja2", reason="the dashboard extra is not installed")
+pytest.importorskip("httpx", reason="starlette's test client needs httpx")
+
+from psycopg.conninfo import make_conninfo
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+import pgjobs
+from pgjobs import _queries, dashboard
+from pgjobs.cli import main
+
+XSS = "<script>window.__pwned=1</script>"
+
+
+@pytest.fixture
+def client(dsn: str) -> Iterator[TestClient]:
+    with TestClient(dashboard.app(dsn, poll_interval=0), raise_server_exceptions=False) as c:
+        yield c
+
+
+def csrf_of(client: TestClient, path: str = "/") -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(path).text)
+    assert match, "the page has no form"
+    return match.group(1)
+
+
+def fail(db: psycopg.Connection[Any], job_id: int, error: str) -> None:
+    db.execute(
+        "update pgjobs.jobs set state = 'failed', attempt = 1, max_retry = 0,"
+        " finished_at = now(), last_error = %(e)s,"
+        " errors = jsonb_build_array("
+        "   jsonb_build_object('attempt', 1, 'at', now(), 'error', %(e)s::text))"
+        " where id = %(id)s",
+        {"id": job_id, "e": error},
+    )
+
+
+def state_of(db: psycopg.Connection[Any], job_id: int) -> str:
+    row = db.execute("select state::text from pgjobs.jobs where id = %s", (job_id,)).fetchone()
+    return row[0] if row else "deleted"
+
+
+def test_queues_page_shows_counts_pause_and_the_last_hour(client, db) -> None:
+    pgjobs.enqueue_many(db, [pgjobs.Task("a", queue="mail") for _ in range(3)])
+    failed = pgjobs.enqueue(db, pgjobs.Task("a", queue="mail"))
+    fail(db, failed, "boom")
+    db.execute(
+        "insert into pgjobs.stats (minute, queue, worker_id, completed, failed) values"
+        " (date_trunc('minute', now()), 'mail', gen_random_uuid(), 7, 2),"
+        " (date_trunc('minute', now()) - interval '30 minutes', 'mail', gen_random_uuid(), 5, 0),"
+        " (date_trunc('minute', now()) - interval '2 hours', 'mail', gen_random_uuid(), 100, 0)"
+    )
+    pgjobs.admin.pause_queue(db, "mail")
+    page = client.get("/")
+    assert page.status_code == 200
+    row = page.text.split('<tr data-queue="mail">', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r'data-state="available"><a [^>]*>3</a>', row)
+    assert re.search(r'data-state="failed"><a [^>]*>1</a>', row)
+    assert ">paused</span>" in row
+    assert "12 completed, 2 failed in the last hour" in row  # not the row 2 hours old
+    assert row.count('<rect class="done"') == 2
+    assert row.count('<rect class="failed"') == 1
+    assert ">Resume</button>" in row
+
+
+def test_jobs_list_filters_and_pages_by_keyset(client, db) -> None:
+    a = [pgjobs.enqueue(db, pgjobs.Task("send_email", queue="mail")) for _ in range(5)]
+    b = pgjobs.enqueue(db, pgjobs.Task("resize", queue="images"))
+    fail(db, a[1], "SMTP 550 mailbox unavailable")
+
+    def ids(text: str) -> list[int]:
+        return [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]
+
+    first = client.get("/jobs", params={"kind": "send_email", "limit": "2"})
+    assert ids(first.text) == [a[4], a[3]]
+    older = re.search(r'href="(/jobs\?[^"]+)" rel="next"', first.text)
+    assert older
+    assert f"before={a[3]}" in older.group(1)
+    second = client.get(older.group(1).replace("&amp;", "&"))
+    assert ids(second.text) == [a[2], a[1]]
+    assert ids(client.get("/jobs", params={"queue": "images"}).text) == [b]
+    assert ids(client.get("/jobs", params={"state": "failed"}).text) == [a[1]]
+    assert ids(client.get("/jobs", params={"error": "mailbox UNAVAIL"}).text) == [a[1]]
+    assert ids(client.get("/jobs", params={"error": "50%"}).text) == []
+    assert ids(client.get("/jobs", params={"since": "2000-01-01T00:00"}).text) == [b, *a[::-1]]
+    assert ids(client.get("/jobs", params={"since": "2999-01-01T00:00"}).text) == []
+    # The filter stays in the form, so a refresh or a shared link keeps it.
+    assert 'name="kind" value="send_email"' in first.text
+
+
+def test_the_jobs_list_never_uses_offset() -> None:
+    page = _queries.queries()["job_list"].decode().lower()
+    assert "offset" not in page
+    assert "id < %(before)s" in page
+
+
+def test_job_page_shows_payload_why_errors_result_and_worker(client, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("send_email", payload={"to": "a@example.com"}))
+    fail(db, job_id, "SMTP 550 mailbox unavailable")
+    db.execute("update pgjobs.jobs set result = '{\"sent\": false}' where id = %s", (job_id,))
+    page = client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200
+    assert "&#34;to&#34;: &#34;a@example.com&#34;" in page.text
+    assert '<span class="state failed" id="state">failed</span>' in page.text
+    why = re.search(r'<pre id="why">(.*?)</pre>', page.text, re.S)
+    assert why
+    assert "failed" in why.group(1)
+    assert "SMTP 550" in why.group(1)
+    assert "<td><pre>SMTP 550 mailbox unavailable</pre></td>" in page.text
+    assert "&#34;sent&#34;: false" in page.text
+    assert ">Retry now</button>" in page.text
+
+
+def test_job_page_names_the_worker_holding_a_running_job(client, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("slow"))
+    db.execute(
+        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version)"
+        " values ('11111111-1111-1111-1111-111111111111', 'box-7', 4242, '{default}', 5, 't')"
+    )
+    db.execute(
+        "update pgjobs.jobs set state = 'running', attempt = 1, started_at = now(),"
+        " lease_expires_at = now() + interval '1 minute',"
+        " worker_id = '11111111-1111-1111-1111-111111111111' where id = %s",
+        (job_id,),
+    )
+    page = client.get(f"/jobs/{job_id}").text
+    assert "box-7 pid 4242" in page
+    assert "Delete</button>" not in page  # a running job is cancelled, not deleted
+    workers = client.get("/workers").text
+    row = workers.split('data-worker="11111111-1111-1111-1111-111111111111"', 1)[1]
+    assert "<td>box-7</td>" in row
+    assert 'data-field="running">1<' in row
+    assert "No live leader" in workers
+
+
+def test_health_page_shows_the_doctor_checks(client, db) -> None:
+    findings = pgjobs.admin.doctor(db)
+    page = client.get("/health").text
+    assert findings
+    for finding in findings:
+        assert f'<tr data-check="{finding.check_name}">' in page
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/jobs/424242", 404, "job 424242 does not exist"),
+        ("/jobs/abc", 400, "a job id is a positive integer"),
+        ("/jobs/99999999999999999999", 400, "a job id is a positive integer"),
+        ("/jobs?state=exploded", 400, "unknown job state"),
+        ("/jobs?limit=100000", 400, "limit is a number of jobs from 1 to 200"),
+        ("/jobs?limit=-1", 400, "limit is a number"),
+        ("/jobs?before=99999999999999999999999", 400, "a job id is a positive integer"),
+        ("/jobs?since=yesterday", 400, "is not a date and time"),
+        ("/jobs?colour=red", 400, "unknown filter"),
+        ("/jobs?kind=" + "k" * 300, 400, "longer than 255"),
+        ("/nowhere", 404, "Not Found"),
+        ("/static/../../etc/passwd", 404, ""),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_page(client, path: str, status: int, says: str) -> None:
+    page = client.get(path)
+    assert page.status_code == status
+    assert says in page.text.replace("&#39;", "'")
+    assert "Traceback" not in page.text
+
+
+def test_actions_change_the_job_and_need_the_csrf_token(client, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    refused = client.post(f"/jobs/{job_id}/cancel", data={"csrf": "0" * 64})
+    assert refused.status_code == 403
+    assert "CSRF" in refused.text
+    assert state_of(db, job_id) == "available"
+    csrf = csrf_of(client, f"/jobs/{job_id}")
+    done = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/jobs/{job_id}?notice=cancelled"
+    assert state_of(db, job_id) == "cancelled"
+    assert "Job cancelled." in client.get(done.headers["location"]).text
+    client.post(f"/jobs/{job_id}/retry", data={"csrf": csrf})
+    assert state_of(db, job_id) == "available"
+    client.post(f"/jobs/{job_id}/delete", data={"csrf": csrf})
+    assert state_of(db, job_id) == "deleted"
+    assert client.post(f"/jobs/{job_id}/delete", data={"csrf": csrf}).status_code == 404
+    assert client.post(f"/jobs/{job_id}/explode", data={"csrf": csrf}).status_code == 404
+
+
+def test_a_running_job_is_not_deleted(client, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    db.execute("update pgjobs.jobs set state = 'running' where id = %s", (job_id,))
+    page = client.post(f"/jobs/{job_id}/delete", data={"csrf": csrf_of(client)})
+    assert "cannot be deleted: cancel it first" in page.text
+    assert state_of(db, job_id) == "running"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+    ],
+)
+def test_a_request_from_another_site_is_refused(client, db, headers) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    page = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf_of(client)}, headers=headers)
+    assert page.status_code == 403
+    assert "did not come from this dashboard" in page.text
+    assert state_of(db, job_id) == "available"
+
+
+def test_pause_and_resume_a_queue(client, db) -> None:
+    pgjobs.enqueue(db, pgjobs.Task("a", queue="mail"))
+    csrf = csrf_of(client)
+    client.post("/queues/pause", data={"csrf": csrf, "queue": "mail"})
+    assert [q.paused for q in pgjobs.admin.queue_summary(db)] == [True]
+    client.post("/queues/resume", data={"csrf": csrf, "queue": "mail"})
+    assert [q.paused for q in pgjobs.admin.queue_summary(db)] == [False]
+    unknown = client.post("/queues/pause", data={"csrf": csrf, "queue": "nosuch"})
+    assert unknown.status_code == 404
+
+
+def test_bulk_retry_retries_the_failed_jobs_the_filter_matches(client, db) -> None:
+    mails = [pgjobs.enqueue(db, pgjobs.Task("send_email")) for _ in range(3)]
+    other = pgjobs.enqueue(db, pgjobs.Task("resize"))
+    timeout = pgjobs.enqueue(db, pgjobs.Task("send_email"))
+    for job_id in [*mails, other]:
+        fail(db, job_id, "SMTP 421")
+    fail(db, timeout, "timed out")
+    page = client.post(
+        "/jobs/retry",
+        data={"csrf": csrf_of(client, "/jobs"), "kind": "send_email", "error": "smtp"},
+    )
+    assert "Failed jobs matching the filter made available: 3." in page.text
+    assert [state_of(db, i) for i in mails] == ["available"] * 3
+    assert state_of(db, other) == "failed"
+    assert state_of(db, timeout) == "failed"
+
+
+def test_a_token_guards_every_page_and_action(dsn, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("secret-kind", payload={"card": "4111"}))
+    app = dashboard.app(dsn, token="s3cret", poll_interval=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/", "/jobs", f"/jobs/{job_id}", "/workers", "/health"):
+            page = client.get(path)
+            assert page.status_code == 401, path
+            assert "secret-kind" not in page.text
+            assert "4111" not in page.text
+            assert 'name="token"' in page.text
+        csrf = csrf_of(client, "/login")
+        refused = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf})
+        assert refused.status_code == 401
+        assert state_of(db, job_id) == "available"
+        wrong = client.post("/login", data={"csrf": csrf, "token": "guess", "back": "/jobs"})
+        assert wrong.status_code == 403
+        assert client.get("/jobs").status_code == 401
+        signed = client.post("/login", data={"csrf": csrf, "token": "s3cret", "back": "/jobs"})
+        assert signed.status_code == 200
+        assert "secret-kind" in signed.text
+        assert "s3cret" not in signed.text
+        assert "s3cret" not in str(client.cookies)
+        client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf})
+        assert state_of(db, job_id) == "cancelled"
+    with TestClient(app, raise_server_exceptions=False) as script:
+        bearer = {"authorization": "Bearer s3cret"}
+        assert "secret-kind" in script.get("/jobs", headers=bearer).text
+        assert script.get("/jobs", headers={"authorization": "Bearer nope"}).status_code == 401
+
+
+def test_login_never_redirects_to_another_site(dsn) -> None:
+    app = dashboard.app(dsn, token="s3cret", poll_interval=0)
+    with TestClient(app) as client:
+        csrf = csrf_of(client, "/login")
+        for back in ("//evil.example/x", "https://evil.example", "/\\evil.example"):
+            page = client.post(
+                "/login",
+                data={"csrf": csrf, "token": "s3cret", "back": back},
+                follow_redirects=False,
+            )
+            assert page.headers["location"].startswith("/?"), back
+
+
+def test_read_only_offers_and_accepts_no_action(dsn, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    fail(db, job_id, "boom")
+    app = dashboard.app(dsn, read_only=True, poll_interval=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/", "/jobs", f"/jobs/{job_id}"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert 'method="post"' not in page.text, path
+            assert ">read-only</span>" in page.text
+        assert f'<tr data-job="{job_id}">' in client.get("/jobs").text
+        refused = client.post(f"/jobs/{job_id}/retry", data={"csrf": "x"})
+        assert refused.status_code == 403
+        assert "read-only" in refused.text
+    assert state_of(db, job_id) == "failed"
+
+
+def test_job_data_is_escaped_on_every_page(client, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task(XSS, queue=XSS, payload={"html": XSS}))
+    fail(db, job_id, XSS)
+    for path in ("/", "/jobs", f"/jobs/{job_id}", "/jobs?" + f"kind={XSS}"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "<script>window" not in page.text, path
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page.text, path
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_password_is_never_on_a_page_or_in_the_log(dsn, caplog) -> None:
+    with_password = make_conninfo(dsn, password="hunter2-very-secret")
+    caplog.set_level(logging.DEBUG)
+    app = dashboard.app(with_password, poll_interval=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/", "/jobs", "/jobs/1", "/workers", "/health", "/nowhere"):
+            assert "hunter2" not in client.get(path).text
+    assert "hunter2" not in caplog.text
+
+
+def test_mounted_under_a_prefix_every_link_and_form_keeps_it(dsn, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    fail(db, job_id, "boom")
+    host = Starlette(routes=[Mount("/admin/jobs", app=dashboard.app(dsn, poll_interval=0))])
+    with TestClient(host) as client:
+        for path in ("/admin/jobs/", "/admin/jobs/jobs", f"/admin/jobs/jobs/{job_id}"):
+            page = client.get(path).text
+            targets = re.findall(r'(?:href|src|action)="([^"]+)"', page)
+            assert targets
+            assert all(t.startswith("/admin/jobs/") for t in targets), targets
+            for target in targets:
+                if 'action="' + target not in page:
+                    assert client.get(target.replace("&amp;", "&")).status_code == 200, target
+        csrf = csrf_of(client, f"/admin/jobs/jobs/{job_id}")
+        done = client.post(
+            f"/admin/jobs/jobs/{job_id}/retry", data={"csrf": csrf}, follow_redirects=False
+        )
+        assert done.headers["location"] == f"/admin/jobs/jobs/{job_id}?notice=retried"
+    assert state_of(db, job_id) == "available"
+
+
+def test_the_cli_refuses_a_public_address_without_a_token(dsn, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PGJOBS_DASHBOARD_TOKEN", raising=False)
+    assert main(["dashboard", "--dsn", dsn, "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve the dashboard on 0.0.0.0 without a token" in err
+    assert "PGJOBS_DASHBOARD_TOKEN" in err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("example.com", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert dashboard.is_loopback(host) is loopback
+
+
+def test_the_job_payload_is_pretty_json(client, db) -> None:
+    payload = {"b": [1, 2], "a": {"nested": "é"}}
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", payload=payload))
+    text = client.get(f"/jobs/{job_id}").text
+    shown = re.search(r'<pre id="payload">(.*?)</pre>', text, re.S)
+    assert shown
+    unescaped = shown.group(1).replace("&#34;", '"')
+    assert json.loads(unescaped) == payload
+    assert '\n  "a": {\n    "nested": "é"\n  }' in unescaped
+
+
+@pytest.mark.slow
+def test_the_cli_serves_the_dashboard_and_prints_its_url(dsn: str, tmp_path) -> None:
+    pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with_password = make_conninfo(dsn, password="hunter2-very-secret")
+    log = tmp_path / "dashboard.log"
+    env = {k: v for k, v in os.environ.items() if k != "PGJOBS_DASHBOARD_TOKEN"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pgjobs",
+                "dashboard",
+                "--dsn",
+                with_password,
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        assert b"<h1>Queues</h1>" in page
+    finally:
+        process.terminate()
+        process.wait(10)
+    output = log.read_text()
+    assert f"pgjobs dashboard: http://127.0.0.1:{port}/ on " in output
+    assert "password=***" in output
+    assert "hunter2" not in output
