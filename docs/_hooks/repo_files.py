@@ -48,10 +48,10 @@ def _targets(src_uri: str, markdown: str) -> list[tuple[str, str]]:
 
 def on_files(files: Files, config: Any) -> Files:
     repo = _repo(config)
-    todo = [f for f in files.documentation_pages()]
+    todo = list(files.documentation_pages())
     while todo:
         page = todo.pop()
-        for _, path in _targets(page.src_uri, Path(page.abs_src_path).read_text()):
+        for _, path in _targets(page.src_uri, Path(str(page.abs_src_path)).read_text()):
             source = repo / path
             if path.startswith(("docs/", "../")) or not source.is_file():
                 continue
@@ -70,7 +70,9 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
         target = match.group(2)
         if "://" in target or target.startswith(("mailto:", "/")):
             return match.group(0)
-        path = posixpath.normpath(posixpath.join(posixpath.dirname(_repo_path(page.file.src_uri)), target))
+        path = posixpath.normpath(
+            posixpath.join(posixpath.dirname(_repo_path(page.file.src_uri)), target)
+        )
         uri = _site_uri(path)
         if files.get_file_from_path(uri) is None:
             return match.group(0)  # mkdocs reports it
