@@ -390,3 +390,17 @@ def test_every_page_is_in_the_site_nav() -> None:
     pages = {page.name for page in (REPO / "docs").glob("*.md")}
     assert pages - nav == set(), "add these pages to the nav of mkdocs.yml"
     assert nav - pages == set(), "the nav of mkdocs.yml names pages that do not exist"
+
+
+def _figures_by_workload(page: Path) -> dict[str, list[str]]:
+    rows = re.findall(r"^\| ([^|]+?) \|((?: *[\d,.]+ *\|){3})", page.read_text(), re.MULTILINE)
+    return {label: [cell.strip() for cell in cells.split("|")[:3]] for label, cells in rows}
+
+
+def test_the_comparison_quotes_the_benchmarks() -> None:
+    """docs/comparison.md repeats rows of docs/benchmarks.md: a new benchmark run that
+    changes a figure must change it there too."""
+    quoted = _figures_by_workload(REPO / "docs" / "comparison.md")
+    measured = _figures_by_workload(REPO / "docs" / "benchmarks.md")
+    assert quoted, "the comparison quotes no benchmark row"
+    assert {label: measured.get(label) for label in quoted} == quoted
