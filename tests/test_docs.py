@@ -347,6 +347,12 @@ def test_every_block_is_run_or_a_fragment(page: Path) -> None:
             source = (REPO / path).read_text()
             assert f"def {test}(" in source, f"{block}: no test {block.marker['test']}"
             assert page.name in source, f"{block}: {path} does not read {page.name}"
+    # Those tests run every Python block of their page, so a page has one of them or none.
+    runners = {b.marker["test"] for b in code_blocks(page) if b.kind == "run-by" and b.marker}
+    python = [b for b in code_blocks(page) if b.language == "python"]
+    if runners:
+        assert len(runners) == 1, f"{page.name}: Python blocks run by several tests {runners}"
+        assert all(b.kind == "run-by" for b in python), f"{page.name}: {runners} runs them all"
 
 
 def _pages_with(kind: str) -> list[Path]:
