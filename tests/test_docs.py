@@ -265,3 +265,148 @@ def test_reference_lists_every_error() -> None:
     reference = (REPO / "docs" / "reference.md").read_text()
     for name in pgjobs.errors.__all__:
         assert name in reference, name
+
+
+# --- every code block runs, or says it is a fragment ----------------------------------------
+
+#: Every ``python`` and ``sh`` block of the pages carries one marker, an HTML comment on the
+#: line before its fence (invisible on the site and on GitHub):
+#:
+#: * ``<!-- story: run | save PATH | start -->``: a step of the page's story, run in order
+#:   by :func:`test_the_story_runs_as_written` (README.md and docs/quickstart.md);
+#: * ``<!-- run -->``: run by :func:`test_marked_blocks_run`, in order, Python in one
+#:   namespace per page (``dsn`` is the test database), sh with bash;
+#: * ``<!-- run: tests/FILE.py::TEST -->``: run by that test, which reads the page (a
+#:   page that is one pytest module, a page whose result the test checks);
+#: * ``<!-- fragment -->`` or ``<!-- fragment: why -->``: a part of a larger program
+#:   (a signature, a handler without its server, a command for your own machine), shown
+#:   and not run.
+#:
+#: A block with no marker fails :func:`test_every_block_is_run_or_a_fragment`.
+FENCE = re.compile(r"^( *)```(\w*)[^\n]*\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+MARKER = re.compile(
+    r"<!-- (?:(?P<story>story): .+?"
+    r"|(?P<run>run)(?:: (?P<test>\S+))?"
+    r"|(?P<fragment>fragment)(?::.*)?) -->"
+)
+CHECKED = {"python", "sh", "bash", "shell"}
+DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+class Block:
+    """A fenced block of a page, with the marker on the line before it."""
+
+    def __init__(self, page: Path, text: str, fence: re.Match[str]) -> None:
+        self.page = page
+        self.line = text.count("\n", 0, fence.start()) + 1
+        self.language = fence.group(2)
+        self.code = fence.group(3)
+        before = text[: fence.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+        self.marker = MARKER.fullmatch(before)
+
+    @property
+    def kind(self) -> str | None:
+        """story, run, run-by (another test runs it), fragment; None without a marker."""
+        if self.marker is None:
+            return None
+        if self.marker["run"]:
+            return "run-by" if self.marker["test"] else "run"
+        return "story" if self.marker["story"] else "fragment"
+
+    def __repr__(self) -> str:
+        return f"{self.page.relative_to(REPO)}:{self.line} ({self.language})"
+
+
+def code_blocks(page: Path) -> list[Block]:
+    """The page's python and sh blocks, in order."""
+    text = page.read_text()
+    blocks = [Block(page, text, fence) for fence in FENCE.finditer(text)]
+    return [block for block in blocks if block.language in CHECKED]
+
+
+def block_census() -> dict[str, int]:
+    """How many blocks of the pages are of each kind (the site's claim: all but the
+    fragments run in a test)."""
+    census: dict[str, int] = {}
+    for page in DOC_PAGES:
+        for block in code_blocks(page):
+            census[str(block.kind)] = census.get(str(block.kind), 0) + 1
+    return census
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.name)
+def test_every_block_is_run_or_a_fragment(page: Path) -> None:
+    unmarked = [block for block in code_blocks(page) if block.kind is None]
+    assert not unmarked, f"mark these blocks as run or fragment (see MARKER): {unmarked}"
+    for block in code_blocks(page):
+        if block.kind == "story":
+            assert page in STORY_PAGES, f"{block}: only {STORY_PAGES} tell a story"
+        if block.kind == "run-by":
+            assert block.marker is not None
+            path, _, test = block.marker["test"].partition("::")
+            source = (REPO / path).read_text()
+            assert f"def {test}(" in source, f"{block}: no test {block.marker['test']}"
+            assert page.name in source, f"{block}: {path} does not read {page.name}"
+    # Those tests run every Python block of their page, so a page has one of them or none.
+    runners = {b.marker["test"] for b in code_blocks(page) if b.kind == "run-by" and b.marker}
+    python = [b for b in code_blocks(page) if b.language == "python"]
+    if runners:
+        assert len(runners) == 1, f"{page.name}: Python blocks run by several tests {runners}"
+        assert all(b.kind == "run-by" for b in python), f"{page.name}: {runners} runs them all"
+
+
+def _pages_with(kind: str) -> list[Path]:
+    return [page for page in DOC_PAGES if any(b.kind == kind for b in code_blocks(page))]
+
+
+@pytest.mark.parametrize("page", _pages_with("run"), ids=lambda p: p.name)
+def test_marked_blocks_run(page: Path, dsn: str, tmp_path: Path) -> None:
+    """The page's ``<!-- run -->`` blocks, in order, as a reader would paste them."""
+    namespace: dict[str, Any] = {"dsn": dsn}
+    env = {**os.environ, "PGJOBS_DSN": as_url(dsn), "PYTHONPATH": str(REPO)}
+    for block in code_blocks(page):
+        if block.kind != "run":
+            continue
+        code = DOC_DSN.sub(as_url(dsn), DSN_LINE.sub(f"dsn = {dsn!r}", block.code))
+        if block.language == "python":
+            exec(compile(code, f"{block!r}", "exec"), namespace)
+            continue
+        done = subprocess.run(
+            ["bash", "-e", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{block}\n{code}\n{done.stderr}"
+
+
+def test_the_api_page_shows_every_public_name() -> None:
+    """docs/api.md renders each name of ``pgjobs.__all__`` (``::: pgjobs.NAME``), and the
+    public modules whole."""
+    api = (REPO / "docs" / "api.md").read_text()
+    shown = set(re.findall(r"^::: pgjobs\.(?:\w+\.)?(\w+)$", api, re.MULTILINE))
+    modules = {"testing", "admin", "cron"}
+    assert shown - modules == set(pgjobs.__all__) - {"__version__"}
+    assert modules <= shown
+
+
+def test_every_page_is_in_the_site_nav() -> None:
+    """mkdocs only mentions a page left out of the nav; this makes it an error, so a new
+    page gets a place in the site (mkdocs.yml) when it is added."""
+    nav = set(
+        re.findall(r":\s*([\w./-]+\.md)\s*$", (REPO / "mkdocs.yml").read_text(), re.MULTILINE)
+    )
+    pages = {page.name for page in (REPO / "docs").glob("*.md")}
+    assert pages - nav == set(), "add these pages to the nav of mkdocs.yml"
+    assert nav - pages == set(), "the nav of mkdocs.yml names pages that do not exist"
+
+
+def _figures_by_workload(page: Path) -> dict[str, list[str]]:
+    rows = re.findall(r"^\| ([^|]+?) \|((?: *[\d,.]+ *\|){3})", page.read_text(), re.MULTILINE)
+    return {label: [cell.strip() for cell in cells.split("|")[:3]] for label, cells in rows}
+
+
+def test_the_comparison_quotes_the_benchmarks() -> None:
+    """docs/comparison.md repeats rows of docs/benchmarks.md: a new benchmark run that
+    changes a figure must change it there too."""
+    quoted = _figures_by_workload(REPO / "docs" / "comparison.md")
+    measured = _figures_by_workload(REPO / "docs" / "benchmarks.md")
+    assert quoted, "the comparison quotes no benchmark row"
+    assert {label: measured.get(label) for label in quoted} == quoted
