@@ -258,6 +258,15 @@ from (
 where j.id = o.id and j.attempt = o.attempt and j.state = o.running
 returning j.id;
 
+-- name: job_confirm_cancelled
+-- Of the attempts a worker was told were cancelled (on {schema}_control, which anyone
+-- who can log in may NOTIFY), those whose row says so: cancel_job wrote it, under the
+-- privileges it takes to update the jobs table. Only these are stopped.
+select j.id
+from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+join {schema}.jobs j on j.id = o.id and j.attempt = o.attempt
+where j.state = 'cancelled';
+
 -- name: job_stage_due
 -- Make scheduled jobs whose time has come available, in small batches, and wake
 -- waiting workers of their queues. The CASE is jobs_state_time_idx's (migration 0006),
