@@ -310,20 +310,33 @@ with expired as (
     limit %(limit)s
     for update skip locked
 ),
+-- A running job without a lease (written so by hand: pgjobs never leaves one) is held
+-- by no worker, so it is given back the same way.
+leaseless as (
+    select id
+    from {schema}.jobs
+    where state = 'running'
+      and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                     else finished_at end is null
+    limit %(limit)s
+    for update skip locked
+),
 rescued as (
     update {schema}.jobs j
     set state = case when j.attempt > j.max_retry then 'failed'
                      else 'available' end::{schema}.job_state,
         finished_at = case when j.attempt > j.max_retry then now() end,
-        last_error = format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
-                            'killed or lost its database connection)',
-                            j.lease_expires_at, j.worker_id),
+        last_error = case
+            when j.lease_expires_at is null then 'running without a lease: no worker held it'
+            else format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
+                        'killed or lost its database connection)',
+                        j.lease_expires_at, j.worker_id) end,
         errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(
                      jsonb_build_object('attempt', j.attempt, 'at', now(),
                                         'error', 'lease expired')),
         lease_expires_at = null,
         worker_id = null
-    from expired
+    from (select id from expired union all select id from leaseless) expired
     where j.id = expired.id  -- locked above with its state checked; see job_finish_many
     returning j.id, j.queue, j.state
 ),
@@ -335,9 +348,12 @@ select id, state, (select count(*) from woken) as woken from rescued;
 
 -- name: job_fetch
 -- One job as the client's Job type reads it.
+-- Times through job_time(): a row written before migration 0007's rules, or by hand,
+-- may hold a time no Python datetime can (years 1 to 9999, in every time zone).
 select id, queue, kind, payload, priority, state::text, attempt, max_retry,
-       extract(epoch from timeout)::float8, run_at, last_error, coalesce(errors, '[]'::jsonb),
-       result, created_at, started_at, finished_at, worker_id
+       extract(epoch from timeout)::float8, {schema}.job_time(run_at), last_error,
+       coalesce(errors, '[]'::jsonb), result, {schema}.job_time(created_at),
+       {schema}.job_time(started_at), {schema}.job_time(finished_at), worker_id
 from {schema}.jobs
 where id = %(id)s;
 

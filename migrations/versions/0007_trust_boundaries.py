@@ -1,0 +1,208 @@
+"""Trust boundaries: values every reader can read back, and rows every reader describes.
+
+* The rules of the columns a producer sets are those of ``pgjobs.Task`` exactly
+  (``tests/test_boundaries.py`` walks both sides of each bound through Python, the
+  table and ``enqueue()``): ``run_at`` gets a
+  domain, between 0001-01-02 and 9999-12-31 UTC, so that it reads back as a Python
+  datetime in every time zone; ``timeout`` is at most 100 years, ``max_retry`` at most
+  2147483646 (``attempt`` counts to ``max_retry + 1``); a kind or queue must hold a
+  character that is neither whitespace nor an invisible format character (``NAME_RULE``).
+  Rows written before keep their values (the rules are added NOT VALID), and the reads
+  of ``pgjobs/sql`` go through ``job_time()``, which brings any time into that range.
+* ``enqueue()`` refuses the same values with its own messages; ``why()`` and ``doctor()``
+  describe a running job without a lease (the rescuer gives it back at its next pass).
+
+The server's instructions per ``job_insert_defaults`` (``python -m bench.server_cost``,
+callgrind): 195,200 at 0006, 203,700 here (+4.3 %). Each rule is prepared per statement
+(see 0005); the name rule's regular expression is compiled once per connection.
+
+Upgrading a populated table: ``run_at`` changes type without a rewrite, but the index
+on it (``jobs_state_time_idx``) is rebuilt, and the views that read it are dropped and
+made again, as in 0005; the jobs table is locked against reads and writes until the
+migration commits.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-02
+"""
+
+from pgjobs.migrate import revision_module, run_sql, upgrade_statements
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+#: Whitespace (Python's ``str.isspace``) and format characters (Unicode category Cf),
+#: as of Unicode 14: a name made of these alone looks empty. pgjobs.task.BLANK_RANGES
+#: holds the same ranges (a test reads this rule back from the database).
+BLANK = (
+    r"\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    r"\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff"
+    r"\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    r"\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+NAME_RULE = f"length(VALUE) <= 255 AND VALUE ~ '[^{BLANK}]'"
+#: The times a Python datetime holds in every time zone: a day inside its range.
+RUN_AT_MIN = "0001-01-02 00:00:00+00"
+RUN_AT_MAX = "9999-12-31 00:00:00+00"
+RUN_AT_LAST = "9999-12-30 23:59:59.999999+00"
+MAX_SECONDS = 3155760000  # 100 years of 365.25 days, pgjobs.task.MAX_SECONDS
+
+#: (domain, rule before, rule from now on) for the domains 0005 and 0006 made.
+RULES = (
+    ("kind", "length(VALUE) <= 255 AND btrim(VALUE) <> ''", NAME_RULE),
+    ("queue", "length(VALUE) <= 255 AND btrim(VALUE) <> ''", NAME_RULE),
+    ("max_retry", "VALUE >= 0", "VALUE >= 0 AND VALUE <= 2147483646"),
+    (
+        "timeout",
+        "VALUE > interval '0'",
+        f"VALUE > interval '0' AND VALUE <= interval '{MAX_SECONDS} seconds'",
+    ),
+)
+
+RUN_AT_DOMAIN = f"""
+CREATE DOMAIN {{schema}}.job_run_at AS timestamptz;
+ALTER TABLE {{schema}}.jobs ALTER COLUMN run_at TYPE {{schema}}.job_run_at;
+ALTER DOMAIN {{schema}}.job_run_at ADD CONSTRAINT job_run_at_check
+    CHECK (VALUE >= '{RUN_AT_MIN}' AND VALUE < '{RUN_AT_MAX}') NOT VALID;
+"""
+
+RUN_AT_DOMAIN_DOWN = """
+ALTER TABLE {schema}.jobs ALTER COLUMN run_at TYPE timestamptz;
+DROP DOMAIN {schema}.job_run_at;
+"""
+
+UPGRADE = f"""
+-- A time as a reader can hold it: the same instant (or NULL), or the nearest one inside
+-- the range of job_run_at, for a row written before that rule or by hand.
+CREATE FUNCTION {{schema}}.job_time(t timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN t < '{RUN_AT_MIN}' THEN '{RUN_AT_MIN}'::timestamptz
+                   WHEN t > '{RUN_AT_LAST}' THEN '{RUN_AT_LAST}'::timestamptz
+                   ELSE t END $$;
+
+COMMENT ON FUNCTION {{schema}}.job_time(timestamptz) IS
+    'pgjobs: a time clamped into what every client can read back (years 1 to 9999)';
+"""
+
+DOWNGRADE = """
+DROP FUNCTION {schema}.job_time(timestamptz);
+"""
+
+# enqueue() as 0004 defines it, with this revision's rules.
+ENQUEUE_0004 = (
+    (
+        "    IF enqueue.kind IS NULL OR btrim(enqueue.kind, whitespace) = '' THEN\n",
+        f"    IF enqueue.kind IS NULL OR enqueue.kind !~ '[^{BLANK}]' THEN\n",
+    ),
+    (
+        "    IF enqueue.queue IS NULL OR btrim(enqueue.queue, whitespace) = '' THEN\n",
+        f"    IF enqueue.queue IS NULL OR enqueue.queue !~ '[^{BLANK}]' THEN\n",
+    ),
+    (
+        "    IF enqueue.unique_key IS NOT NULL AND btrim(enqueue.unique_key, whitespace) = ''"
+        " THEN\n",
+        f"    IF enqueue.unique_key !~ '[^{BLANK}]' THEN\n",
+    ),
+    (
+        "    IF NOT isfinite(enqueue.run_at) THEN\n"
+        "        RAISE EXCEPTION 'pgjobs.enqueue: run_at must be a finite time, not %', "
+        "enqueue.run_at\n",
+        f"    IF enqueue.run_at < '{RUN_AT_MIN}' OR enqueue.run_at >= '{RUN_AT_MAX}' THEN\n"
+        "        RAISE EXCEPTION 'pgjobs.enqueue: run_at must be from % to before % (UTC), "
+        f"not %', '{RUN_AT_MIN}', '{RUN_AT_MAX}', enqueue.run_at\n",
+    ),
+)
+
+
+def _enqueue(version: str) -> str:
+    body = upgrade_statements(
+        "0004_unique_leader_retention.py",
+        "CREATE FUNCTION {schema}.enqueue(",
+        "REVOKE ALL ON FUNCTION {schema}.enqueue(",
+    )
+    body = body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    if version == "0007":
+        for old, new in ENQUEUE_0004:
+            if body.count(old) != 1:
+                raise RuntimeError(f"0007: enqueue() in 0004 is not shaped as expected: {old}")
+            body = body.replace(old, new)
+    return body
+
+
+# why() and doctor() as 0002 defines them, and with a running job that has no lease.
+WHY_0002 = "        IF j.lease_expires_at < now() THEN\n"
+WHY_0007 = """        IF j.lease_expires_at IS NULL THEN
+            lines := lines || 'It has no lease, so no worker holds it: a live worker''s '
+                              'rescuer gives it back to its queue (or fails it when no '
+                              'retry is left) at its next pass.'::text;
+            IF live_total = 0 THEN
+                lines := lines || 'No worker is live to rescue it: start a worker.'::text;
+            END IF;
+        ELSIF j.lease_expires_at < now() THEN
+"""
+DOCTOR_0002 = """    SELECT count(*), min(x.run_at) INTO n, oldest
+    FROM {schema}.jobs x WHERE x.state = 'scheduled' AND x.run_at < now() - interval '1 minute';
+"""
+DOCTOR_0007 = (
+    """    SELECT count(*) INTO n FROM {schema}.jobs x
+    WHERE x.state = 'running' AND x.lease_expires_at IS NULL;
+    IF n > 0 THEN
+        check_name := 'stuck jobs';
+        status := 'warn';
+        detail := format('%s running job%s no lease: a live worker''s rescuer gives %s back '
+                         'at its next pass; is any worker running?', n,
+                         CASE WHEN n = 1 THEN ' has' ELSE 's have' END,
+                         CASE WHEN n = 1 THEN 'it' ELSE 'them' END);
+        RETURN NEXT;
+    END IF;
+
+"""
+    + DOCTOR_0002
+)
+
+
+def _function_0002(name: str, version: str) -> str:
+    body = upgrade_statements("0002_operations.py", f"CREATE FUNCTION {{schema}}.{name}(", "\n$$;")
+    body = body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    old, new = {"why": (WHY_0002, WHY_0007), "doctor": (DOCTOR_0002, DOCTOR_0007)}[name]
+    if body.count(old) != 1:
+        raise RuntimeError(f"0007: {name}() in 0002 is not shaped as expected")
+    return body.replace(old, new) if version == "0007" else body
+
+
+def _rules_sql(version: str) -> str:
+    statements = []
+    for column, before, after in RULES:
+        rule, valid = (after, " NOT VALID") if version == "0007" else (before, "")
+        statements.append(
+            f"ALTER DOMAIN {{schema}}.job_{column} DROP CONSTRAINT job_{column}_check;\n"
+            f"ALTER DOMAIN {{schema}}.job_{column} ADD CONSTRAINT job_{column}_check "
+            f"CHECK ({rule}){valid};"
+        )
+    return "\n".join(statements)
+
+
+def _around_run_at(change: str) -> str:
+    """*change*, with the views and functions that read jobs.run_at dropped before and
+    made again after, as 0005 does for its columns."""
+    domains = revision_module("0005_column_domains.py")
+    save = domains.SAVE_AND_DROP_DEPENDENTS.replace("{columns}", "'run_at'")
+    return save + change + domains.RECREATE_DEPENDENTS
+
+
+def _functions(version: str) -> str:
+    return "\n".join(
+        [_enqueue(version), _function_0002("why", version), _function_0002("doctor", version)]
+    )
+
+
+def upgrade() -> None:
+    run_sql(_around_run_at(RUN_AT_DOMAIN))
+    run_sql("\n".join([UPGRADE, _rules_sql("0007"), _functions("0007")]))
+
+
+def downgrade() -> None:
+    run_sql("\n".join([DOWNGRADE, _rules_sql("0006"), _functions("0006")]))
+    run_sql(_around_run_at(RUN_AT_DOMAIN_DOWN))
