@@ -322,3 +322,34 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
         await server.stop(timeout=2)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"drop role {outsider}".encode())
+
+
+@pytest.mark.parametrize(
+    "state", ["running", "completed", "failed", "cancelled", "available", "scheduled"]
+)
+def test_the_enqueuer_creates_only_new_jobs(dsn, db, granted, state) -> None:
+    # It may set a new job's state (a delayed job is scheduled), but none of the columns
+    # that a running or finished job has, so only a scheduled or available job is made.
+    new = state in ("available", "scheduled")
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        insert = "insert into pgjobs.jobs (kind, state) values ('x', %s) returning state::text"
+        if new:
+            assert conn.execute(insert, (state,)).fetchone() == (state,)
+        else:
+            with pytest.raises(psycopg.errors.CheckViolation, match="needs"):
+                conn.execute(insert, (state,))
+
+
+def test_the_enqueuer_cannot_plant_ids_ahead_of_the_sequence(dsn, db, granted) -> None:
+    planted = "insert into pgjobs.jobs (id, kind) values (%s, 'x')"
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        # In a session that drew no id, any explicit id is refused.
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="currval"):
+            conn.execute(planted, (1,))
+        drawn = conn.execute("select nextval('pgjobs.jobs_id_seq')").fetchone()[0]
+        for ahead in range(1, 6):
+            with pytest.raises(psycopg.errors.CheckViolation, match="ahead of the ids"):
+                conn.execute(planted, (drawn + ahead,))
+        conn.execute(planted, (drawn,))  # the id it drew is its own to use (enqueue_many)
+    ids = [pgjobs.enqueue(db, pgjobs.Task("owner")) for _ in range(5)]
+    assert ids == list(range(drawn + 1, drawn + 6))

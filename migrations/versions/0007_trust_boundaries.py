@@ -1,5 +1,13 @@
-"""Trust boundaries: values every reader can read back, and rows every reader describes.
+"""Trust boundaries: what a new job may say, and values every reader can read back.
 
+* ``jobs_insert_guard``: a row a role inserts is a new job, the way ``enqueue()`` makes
+  one. Its id is one the session drew from ``jobs_id_seq`` (an id planted ahead of the
+  sequence made the owner's next enqueues fail with a unique violation), and a row that
+  starts out running or finished carries what those states need (a running job a lease
+  and a start, a finished one its finish time): the enqueue role, which may set a new
+  job's state but none of those columns, can only create scheduled and available jobs.
+  The trigger's WHEN is all that runs for an ordinary new job; its function runs only
+  for the rows it refuses, or a running or finished row that the owner inserts.
 * The rules of the columns a producer sets are those of ``pgjobs.Task`` exactly
   (``tests/test_boundaries.py`` walks both sides of each bound through Python, the
   table and ``enqueue()``): ``run_at`` gets a
@@ -13,8 +21,14 @@
   describe a running job without a lease (the rescuer gives it back at its next pass).
 
 The server's instructions per ``job_insert_defaults`` (``python -m bench.server_cost``,
-callgrind): 195,200 at 0006, 203,700 here (+4.3 %). Each rule is prepared per statement
-(see 0005); the name rule's regular expression is compiled once per connection.
+callgrind): 195,200 at 0006, 240,800 here. The rules cost 8,500 of that (each is
+prepared per statement, see 0005; the name rule's regular expression is compiled once
+per connection), the trigger 37,100: 15,600 for having a row trigger at all (PostgreSQL
+sets it up and plans its WHEN for every statement), 6,000 for the id's comparison with
+currval(), 15,500 for the state's. It is the cheapest guard found that holds: a CHECK
+constraint costs 21,600 before its first rule, pg_sequence_last_value() 16,000 more than
+currval(), and column privileges cannot work, since enqueue_many's COPY and unique
+enqueues must give the ids they reserved, and a delayed job its state.
 
 Upgrading a populated table: ``run_at`` changes type without a rewrite, but the index
 on it (``jobs_state_time_idx``) is rebuilt, and the views that read it are dropped and
@@ -84,9 +98,45 @@ AS $$ SELECT CASE WHEN t < '{RUN_AT_MIN}' THEN '{RUN_AT_MIN}'::timestamptz
 
 COMMENT ON FUNCTION {{schema}}.job_time(timestamptz) IS
     'pgjobs: a time clamped into what every client can read back (years 1 to 9999)';
+
+CREATE FUNCTION {{schema}}.job_insert_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id > currval('{{schema}}.jobs_id_seq') THEN
+        RAISE EXCEPTION 'pgjobs: job id % is ahead of the ids this session drew from '
+                        '{{schema}}.jobs_id_seq', NEW.id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Leave id out, or reserve ids with nextval().';
+    END IF;
+    IF NEW.state = 'running'
+       AND (NEW.lease_expires_at IS NULL OR NEW.started_at IS NULL) THEN
+        RAISE EXCEPTION 'pgjobs: a new running job needs started_at and lease_expires_at'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.state > 'running' AND NEW.finished_at IS NULL THEN
+        RAISE EXCEPTION 'pgjobs: a new % job needs finished_at', NEW.state
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION {{schema}}.job_insert_guard() IS
+    'pgjobs: refuses a new job with an id ahead of jobs_id_seq, or a state it cannot be in';
+
+-- The WHEN runs for every new row; it is written to be cheap. 'available' and
+-- 'scheduled' come first in job_state, so one comparison tells a new job from a row
+-- inserted in a later state. currval() fails in a session that drew no id: an explicit
+-- id there is refused too.
+CREATE TRIGGER jobs_insert_guard BEFORE INSERT ON {{schema}}.jobs
+FOR EACH ROW
+WHEN (NEW.state > 'available' OR NEW.id > currval('{{schema}}.jobs_id_seq'::regclass))
+EXECUTE FUNCTION {{schema}}.job_insert_guard();
 """
 
 DOWNGRADE = """
+DROP TRIGGER jobs_insert_guard ON {schema}.jobs;
+DROP FUNCTION {schema}.job_insert_guard();
 DROP FUNCTION {schema}.job_time(timestamptz);
 """
 
