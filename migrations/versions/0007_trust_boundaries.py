@@ -19,6 +19,9 @@
   of ``pgjobs/sql`` go through ``job_time()``, which brings any time into that range.
 * ``enqueue()`` refuses the same values with its own messages; ``why()`` and ``doctor()``
   describe a running job without a lease (the rescuer gives it back at its next pass).
+* ``workers.kinds``: the job kinds each worker's handlers run; ``doctor()`` names the
+  waiting jobs whose kind no live worker serving their queue can run, and ``why()`` says
+  so of such a job (a worker that claims one fails the attempt: no handler).
 
 The server's instructions per ``job_insert_defaults`` (``python -m bench.server_cost``,
 callgrind): 195,200 at 0006, 240,800 here. The rules cost 8,500 of that (each is
@@ -99,6 +102,10 @@ AS $$ SELECT CASE WHEN t < '{RUN_AT_MIN}' THEN '{RUN_AT_MIN}'::timestamptz
 COMMENT ON FUNCTION {{schema}}.job_time(timestamptz) IS
     'pgjobs: a time clamped into what every client can read back (years 1 to 9999)';
 
+ALTER TABLE {{schema}}.workers ADD COLUMN kinds text[];
+COMMENT ON COLUMN {{schema}}.workers.kinds IS
+    'the job kinds its handlers run; NULL from a worker that does not say (before 0007)';
+
 CREATE FUNCTION {{schema}}.job_insert_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -135,6 +142,7 @@ EXECUTE FUNCTION {{schema}}.job_insert_guard();
 """
 
 DOWNGRADE = """
+ALTER TABLE {schema}.workers DROP COLUMN kinds;
 DROP TRIGGER jobs_insert_guard ON {schema}.jobs;
 DROP FUNCTION {schema}.job_insert_guard();
 DROP FUNCTION {schema}.job_time(timestamptz);
@@ -181,7 +189,8 @@ def _enqueue(version: str) -> str:
     return body
 
 
-# why() and doctor() as 0002 defines them, and with a running job that has no lease.
+# why() and doctor() as 0002 defines them, and with a running job that has no lease,
+# and a waiting job whose kind no live worker serving its queue has a handler for.
 WHY_0002 = "        IF j.lease_expires_at < now() THEN\n"
 WHY_0007 = """        IF j.lease_expires_at IS NULL THEN
             lines := lines || 'It has no lease, so no worker holds it: a live worker''s '
@@ -213,13 +222,67 @@ DOCTOR_0007 = (
 )
 
 
+# Live workers serving queue q (of the row j) of which none has a handler for j's kind;
+# a worker that does not say which kinds it runs (kinds NULL) counts as having them all.
+# (x, not w: why() has a record variable w.)
+KIND_UNSERVED = """EXISTS (SELECT FROM {schema}.workers x
+               WHERE x.heartbeat_at > {schema}.worker_live_after() AND j.queue = ANY (x.queues))
+    AND NOT EXISTS (SELECT FROM {schema}.workers x
+                    WHERE x.heartbeat_at > {schema}.worker_live_after()
+                      AND j.queue = ANY (x.queues)
+                      AND (x.kinds IS NULL OR j.kind = ANY (x.kinds)))"""
+WHY_KIND_0002 = "    IF j.state = 'available' THEN\n        SELECT count(*) INTO ahead"
+WHY_KIND_0007 = (
+    f"""    IF {KIND_UNSERVED} THEN
+        lines := lines || format('No live worker serving queue "%s" has a handler for kind '
+                                 '"%s": a worker that claims it fails the attempt (no '
+                                 'handler). Deploy a worker that registers the kind.',
+                                 j.queue, j.kind);
+    END IF;
+
+"""
+    + WHY_KIND_0002
+)
+DOCTOR_KIND_0002 = "    -- 4. Queues with work that nobody serves, and paused queues.\n"
+DOCTOR_KIND_0007 = (
+    f"""    -- Waiting jobs of a kind that no live worker serving their queue has a handler for.
+    FOR o IN
+        SELECT j.queue, j.kind, count(*) AS n
+        FROM {{schema}}.jobs j
+        WHERE j.state IN ('available', 'scheduled')
+          AND {KIND_UNSERVED}
+        GROUP BY j.queue, j.kind
+        ORDER BY count(*) DESC, j.queue, j.kind
+        LIMIT 10
+    LOOP
+        check_name := 'kinds';
+        status := 'warn';
+        detail := format('%s job%s of kind "%s" in queue "%s" %s waiting, and no live '
+                         'worker serving the queue has a handler for the kind: each attempt '
+                         'fails (no handler) until a worker that registers it runs', o.n,
+                         CASE WHEN o.n = 1 THEN '' ELSE 's' END, o.kind, o.queue,
+                         CASE WHEN o.n = 1 THEN 'is' ELSE 'are' END);
+        RETURN NEXT;
+    END LOOP;
+
+"""
+    + DOCTOR_KIND_0002
+)
+PATCHES = {
+    "why": ((WHY_0002, WHY_0007), (WHY_KIND_0002, WHY_KIND_0007)),
+    "doctor": ((DOCTOR_0002, DOCTOR_0007), (DOCTOR_KIND_0002, DOCTOR_KIND_0007)),
+}
+
+
 def _function_0002(name: str, version: str) -> str:
     body = upgrade_statements("0002_operations.py", f"CREATE FUNCTION {{schema}}.{name}(", "\n$$;")
     body = body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-    old, new = {"why": (WHY_0002, WHY_0007), "doctor": (DOCTOR_0002, DOCTOR_0007)}[name]
-    if body.count(old) != 1:
-        raise RuntimeError(f"0007: {name}() in 0002 is not shaped as expected")
-    return body.replace(old, new) if version == "0007" else body
+    for old, new in PATCHES[name]:
+        if body.count(old) != 1:
+            raise RuntimeError(f"0007: {name}() in 0002 is not shaped as expected")
+        if version == "0007":
+            body = body.replace(old, new)
+    return body
 
 
 def _rules_sql(version: str) -> str:

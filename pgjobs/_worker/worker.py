@@ -240,6 +240,7 @@ class Worker:
             "queues": self._queue_names,
             "concurrency": config.concurrency,
             "version": __version__,
+            "kinds": list(self.registry.kinds()),
         }
         try:
             async with self._pool.connection() as conn:
