@@ -192,10 +192,9 @@ def connect_engine(dsn: str | None) -> Any:
     )
 
 
-def upgrade_statements(revision_file: str, start: str, end: str) -> str:
-    """The part of another revision's ``UPGRADE`` script from *start* to the end of the
-    statement holding *end*, read from that revision itself, so that a later revision
-    that restores or reshapes it cannot drift from it (0004 and 0006 use 0002's)."""
+def revision_module(revision_file: str) -> Any:
+    """Another revision's script, loaded as a module, for a later revision that reuses
+    its SQL rather than copying it (so that the two cannot drift apart)."""
     import importlib.util
 
     path = migrations_dir() / "versions" / revision_file
@@ -204,7 +203,14 @@ def upgrade_statements(revision_file: str, start: str, end: str) -> str:
         raise MigrationError(f"cannot load migration {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    script = str(module.UPGRADE)
+    return module
+
+
+def upgrade_statements(revision_file: str, start: str, end: str) -> str:
+    """The part of another revision's ``UPGRADE`` script from *start* to the end of the
+    statement holding *end*, read from that revision itself, so that a later revision
+    that restores or reshapes it cannot drift from it (0004 and 0006 use 0002's)."""
+    script = str(revision_module(revision_file).UPGRADE)
     first = script.index(start)
     last = script.index(";", script.index(end, first)) + 1
     return script[first:last]

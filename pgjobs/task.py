@@ -13,12 +13,13 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import InvalidTaskError, PayloadError, PayloadTooLargeError
 
 __all__ = [
+    "BLANK_RANGES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RETRY",
     "DEFAULT_PRIORITY",
@@ -28,6 +29,8 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_SECONDS",
     "MAX_UNIQUE_KEY_LENGTH",
+    "RUN_AT_MAX",
+    "RUN_AT_MIN",
     "Task",
     "encode_payload",
 ]
@@ -52,6 +55,21 @@ MAX_MAX_RETRY = 2**31 - 2
 #: 4-byte characters still fits a btree index entry).
 MAX_UNIQUE_KEY_LENGTH = 512
 _PRIORITY_RANGE = (-32768, 32767)  # smallint
+#: What a name may not be made of alone: whitespace (``str.isspace``) and the invisible
+#: format characters (Unicode category Cf), as of Unicode 14, as ranges of a regular
+#: expression class that Python and PostgreSQL read alike. The jobs table's rule on
+#: kind and queue is written with these same ranges (migration 0007; a test compares).
+BLANK_RANGES = (
+    r"\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    r"\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff"
+    r"\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    r"\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_VISIBLE = re.compile(f"[^{BLANK_RANGES}]")
+#: The earliest and the first too late ``run_at``: a day inside a Python datetime's
+#: range, so that the time reads back in every time zone. The table holds the same.
+RUN_AT_MIN = datetime(1, 1, 2, tzinfo=UTC)
+RUN_AT_MAX = datetime(9999, 12, 31, tzinfo=UTC)
 # An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: One encoder for every payload: ``json.dumps`` with any option set builds a new
@@ -114,16 +132,23 @@ def _seconds(value: float | timedelta, name: str) -> float:
             seconds = math.inf if value > 0 else -math.inf
     if math.isinf(seconds):
         raise InvalidTaskError(f"{name} must be a finite number of seconds, not {value!r}")
-    if seconds > MAX_SECONDS:
+    if math.isnan(seconds):
+        return seconds  # for the caller's "more than 0" check to refuse
+    # PostgreSQL keeps whole microseconds, rounding seconds * 1e6 half to even as round()
+    # does (make_interval), so the limits apply to what it will store, and the value
+    # becomes exactly that.
+    if seconds > MAX_SECONDS + 1 or round(seconds * 1_000_000) > MAX_SECONDS * 1_000_000:
         raise InvalidTaskError(f"{name} must be at most {MAX_SECONDS:.0f} seconds (100 years)")
-    return seconds
+    return round(seconds * 1_000_000) / 1_000_000
 
 
 def _check_name(value: object, what: str, limit: int = MAX_NAME_LENGTH) -> str:
     if not isinstance(value, str):
         raise InvalidTaskError(f"{what} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidTaskError(f"{what} must not be empty")
+    if _VISIBLE.search(value) is None:
+        raise InvalidTaskError(
+            f"{what} must not be empty or made only of whitespace and invisible characters"
+        )
     if len(value) > limit:
         raise InvalidTaskError(f"{what} is {len(value)} characters long, over the limit of {limit}")
     if "\x00" in value:
@@ -133,6 +158,18 @@ def _check_name(value: object, what: str, limit: int = MAX_NAME_LENGTH) -> str:
     except UnicodeEncodeError as exc:  # a lone surrogate: not text Postgres can store
         raise InvalidTaskError(f"{what} is not valid Unicode text: {exc.reason}") from exc
     return value
+
+
+def _check_run_at(run_at: datetime) -> None:
+    try:
+        in_range = RUN_AT_MIN <= run_at < RUN_AT_MAX
+    except OverflowError:  # its UTC time is outside every datetime
+        in_range = False
+    if not in_range:
+        raise InvalidTaskError(
+            f"run_at must be from {RUN_AT_MIN.isoformat()} to before {RUN_AT_MAX.isoformat()}, "
+            f"so that it reads back in every time zone, not {run_at.isoformat()}"
+        )
 
 
 class _EmptyPayload:
@@ -149,14 +186,18 @@ _EMPTY_PAYLOAD: Any = _EmptyPayload()
 class Task:
     """A job to run: a *kind* naming its handler and a JSON *payload* for it.
 
-    :param kind: the handler's name, 1 to 255 characters, stored literally.
+    :param kind: the handler's name, 1 to 255 characters, stored literally; not made
+        only of whitespace and invisible format characters (:data:`BLANK_RANGES`).
     :param payload: anything :func:`json.dumps` accepts (no NaN, no NUL characters).
     :param queue: the queue it waits in; workers choose queues by weight.
     :param max_retry: retries after the first attempt; ``0`` means a single attempt.
     :param timeout: seconds (or a timedelta) one attempt may run before it is cancelled;
-        more than 0 and at most :data:`MAX_SECONDS` (100 years).
+        from 1 microsecond to :data:`MAX_SECONDS` (100 years), once rounded to whole
+        microseconds as PostgreSQL stores it.
     :param priority: lower runs first within a queue (``-32768`` to ``32767``).
-    :param run_at: an aware datetime before which the job does not run.
+    :param run_at: an aware datetime before which the job does not run, from
+        :data:`RUN_AT_MIN` to before :data:`RUN_AT_MAX` (a day inside what a datetime
+        holds, so that it reads back in every time zone).
     :param delay: seconds (or a timedelta) from now before the job runs; not with *run_at*;
         0 to :data:`MAX_SECONDS`.
     :param unique_key: makes the job unique: while the key is held (see *unique_for*),
@@ -168,7 +209,9 @@ class Task:
         ``None`` (the default) holds the key until the job completes, fails or is
         cancelled. Only with *unique_key*.
 
-    Times are normalised: ``timeout``, ``delay`` and ``unique_for`` become float seconds.
+    Times are normalised: ``timeout``, ``delay`` and ``unique_for`` become float seconds,
+    in whole microseconds. Every value this accepts, the jobs table and the SQL
+    ``enqueue()`` accept, and every value it refuses they refuse.
     """
 
     kind: str
@@ -240,8 +283,11 @@ class Task:
                 )
         if self.timeout is not DEFAULT_TIMEOUT:
             timeout = _seconds(self.timeout, "timeout")
-            if not timeout > 0:  # also rejects NaN
-                raise InvalidTaskError(f"timeout must be more than 0 seconds, not {self.timeout!r}")
+            if not timeout > 0:  # also rejects NaN, and what rounds to 0 microseconds
+                raise InvalidTaskError(
+                    f"timeout must be more than 0 seconds (1 microsecond at least), not "
+                    f"{self.timeout!r}"
+                )
             object.__setattr__(self, "timeout", timeout)
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise InvalidTaskError(f"priority must be an integer, not {self.priority!r}")
@@ -258,6 +304,7 @@ class Task:
                     "run_at must be timezone-aware (a naive datetime is ambiguous); "
                     "use datetime.now(timezone.utc) or attach a tzinfo"
                 )
+            _check_run_at(self.run_at)
         if self.delay is not None:
             delay = _seconds(self.delay, "delay")
             if not delay >= 0:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import _queries, migrate
+from pgjobs import _queries, admin, migrate
 from pgjobs.errors import ConfigurationError, MigrationError, SchemaError
 
 # The columns an operator reads in psql are part of the contract (issue 2).
@@ -238,6 +238,41 @@ def test_0006_keeps_the_jobs_and_steps_down_to_0005_exactly(empty_dsn: str) -> N
         assert function_definitions(conn, "pgjobs") == functions
         assert grants_and_comments(conn, "pgjobs") == privileges
         assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
+
+
+def test_0007_keeps_rows_its_rules_refuse_and_steps_down_to_0006_exactly(
+    empty_dsn: str,
+) -> None:
+    """0007's rules are added NOT VALID: a table holding values they refuse (a run_at no
+    datetime can hold, a queue of a no-break space) upgrades, keeps them and reads them;
+    new ones are refused; stepping down gives back 0006's schema and functions."""
+    migrate.upgrade(empty_dsn, revision="0006")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        old = conn.execute(
+            "insert into pgjobs.jobs (kind, queue, run_at, state) values"
+            " ('kept', E'\\u00a0', '10000-01-01 00:00+00', 'scheduled') returning id"
+        ).fetchone()[0]
+        signature = schema_signature(conn, "pgjobs")
+        functions = function_definitions(conn, "pgjobs")
+        privileges = grants_and_comments(conn, "pgjobs")
+
+    migrate.upgrade(empty_dsn, revision="0007")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        job = admin.get_job(conn, old)
+        assert (job.queue, job.run_at.year) == ("\u00a0", 9999)
+        for view in ("failed_jobs", "running_jobs", "queue_summary"):
+            conn.execute(f"select * from pgjobs.{view}".encode())
+        with pytest.raises(psycopg.errors.CheckViolation, match="job_queue"):
+            conn.execute("insert into pgjobs.jobs (kind, queue) values ('k', E'\\u00a0')")
+        with pytest.raises(psycopg.errors.CheckViolation, match="job_run_at"):
+            conn.execute("insert into pgjobs.jobs (kind, run_at) values ('k', 'infinity')")
+
+    migrate.downgrade(empty_dsn, "0006")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        assert schema_signature(conn, "pgjobs") == signature
+        assert function_definitions(conn, "pgjobs") == functions
+        assert grants_and_comments(conn, "pgjobs") == privileges
+        assert conn.execute("select id from pgjobs.jobs").fetchall() == [(old,)]
 
 
 #: The statements that look jobs up by state and time, with the parameters they run with.

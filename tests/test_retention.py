@@ -76,10 +76,14 @@ def test_bad_intervals_are_refused(field: str, value: Any) -> None:
 
 
 def add_job(db: psycopg.Connection[Any], state: str, finished_ago: str | None = None) -> int:
+    # A running job has a start and a lease (the table refuses one without).
     row = db.execute(
-        "insert into pgjobs.jobs (kind, state, finished_at) values"
-        " ('k', %s, now() - %s::interval) returning id",
-        (state, finished_ago),
+        "insert into pgjobs.jobs (kind, state, finished_at, started_at, lease_expires_at)"
+        " select 'k', s, now() - %s::interval,"
+        "        case when s = 'running' then now() end,"
+        "        case when s = 'running' then now() + interval '1 hour' end"
+        " from (select %s::pgjobs.job_state as s) t returning id",
+        (finished_ago, state),
     ).fetchone()
     assert row is not None
     return int(row[0])

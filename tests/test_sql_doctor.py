@@ -176,3 +176,50 @@ def test_queues_with_work_but_no_worker_and_paused_queues(db) -> None:
     assert found[1][0] == "warn"
     assert found[1][1].startswith('queue "orphan" has 1 job ready (the oldest for ')
     assert found[1][1].endswith(") and no live worker serves it")
+
+
+def test_kinds_no_live_worker_of_the_queue_can_run(db) -> None:
+    # Issue 18: a kind no worker has a handler for is claimed and failed, attempt after
+    # attempt; doctor names it, and why says so of each such job.
+    pgjobs.enqueue(db, pgjobs.Task("known"))
+    lost = [pgjobs.enqueue(db, pgjobs.Task("renamed")) for _ in range(2)]
+    pgjobs.enqueue(db, pgjobs.Task("renamed", queue="elsewhere"))  # served by no one
+    for queues, kinds in ((["default"], ["known"]), (["other"], ["renamed"])):
+        db.execute(
+            "insert into pgjobs.workers (id, host, pid, queues, concurrency, version, kinds)"
+            " values (%s, 'h', 1, %s, 1, 'x', %s)",
+            (uuid.uuid4(), queues, kinds),
+        )
+    assert of(findings(db), "kinds") == [
+        (
+            "warn",
+            '2 jobs of kind "renamed" in queue "default" are waiting, and no live worker '
+            "serving the queue has a handler for the kind: each attempt fails (no handler) "
+            "until a worker that registers it runs",
+        )
+    ]
+    why = db.execute("select pgjobs.why(%s)", (lost[0],)).fetchone()[0]
+    assert 'No live worker serving queue "default" has a handler for kind "renamed"' in why
+    # A worker that does not say which kinds it runs (before 0007) may run any.
+    db.execute(
+        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version)"
+        " values (%s, 'h', 1, '{default}', 1, 'x')",
+        (uuid.uuid4(),),
+    )
+    assert of(findings(db), "kinds") == []
+
+
+async def test_a_worker_registers_the_kinds_it_runs(dsn, db, running) -> None:
+    server = pgjobs.Server()
+
+    @server.handler("b_kind")
+    async def b(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        pass
+
+    @server.handler("a_kind")
+    def a(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        pass
+
+    await running(server, pgjobs.Config(dsn=dsn, poll_interval=30.0))
+    kinds = db.execute("select kinds from pgjobs.workers").fetchall()
+    assert [sorted(row[0]) for row in kinds] == [["a_kind", "b_kind"]]

@@ -348,3 +348,119 @@ async def test_a_worker_out_of_connections_at_start_waits_for_one(
                 [login],
             )
             conn.execute(f"drop role if exists {login}".encode())
+
+
+async def _until(check: Any, what: str, limit: float = 20.0) -> None:
+    for _ in range(int(limit / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"gave up after {limit}s waiting for {what}")
+
+
+async def test_forged_control_messages_do_not_cancel_a_running_job(
+    dsn, db, granted, admin_dsn
+) -> None:
+    # NOTIFY needs no privilege: a role with no pgjobs grant at all, and the enqueuer
+    # role, send every control message there is at a running job. The worker acts only
+    # on the job's row, which neither of them can write.
+    outsider = f"pgjobs_test_outsider_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"create role {outsider} nologin".encode())
+    release, started = asyncio.Event(), asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("long")
+    async def long(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        started.set()
+        await release.wait()
+
+    def state(job_id: int) -> str:
+        row = db.execute("select state::text from pgjobs.jobs where id = %s", (job_id,))
+        return str(row.fetchone()[0])
+
+    job_id = pgjobs.enqueue(db, pgjobs.Task("long"))
+    await server.start(pgjobs.Config(dsn=dsn, poll_interval=30.0, retain_completed=True))
+    worker = server.worker
+    assert worker is not None
+    assert worker._listener is not None
+    try:
+        await asyncio.wait_for(started.wait(), 20)
+        messages = [
+            f'{{"action": "cancel", "job_id": {job_id}}}',
+            f'{{"action": "cancel", "job_id": "{job_id}"}}',
+            f'{{"action": "cancel", "job_id": {job_id}, "attempt": 1}}',
+            f'{{"action": "stop", "job_id": {job_id}}}',
+            '{"action": "cancel"}',
+            "not json",
+            "[" * 5000,
+        ]
+        for role in (outsider, granted["enqueuer"]):
+            with as_role(dsn, role) as conn:
+                for message in messages:
+                    conn.execute("select pg_notify('pgjobs_control', %s)", (message,))
+        # Notifications reach the listener in commit order: once a marker sent after them
+        # has been handled, so have they, and then the checks they started.
+        handled = asyncio.Event()
+        on_control = worker._listener._on_control
+
+        def spy(payload: str) -> None:
+            on_control(payload)
+            if payload == "marker":
+                handled.set()
+
+        worker._listener._on_control = spy
+        db.execute("select pg_notify('pgjobs_control', 'marker')")
+        await asyncio.wait_for(handled.wait(), 20)
+        check = getattr(worker, "_cancel_check", None)
+        if check is not None:
+            await check
+        assert state(job_id) == "running"
+        assert job_id in worker._running
+        release.set()
+        await _until(lambda: state(job_id) == "completed", "the job to complete")
+
+        # cancel_job, which writes the row under its grant, still cancels.
+        release.clear()
+        started.clear()
+        second = pgjobs.enqueue(db, pgjobs.Task("long"))
+        await asyncio.wait_for(started.wait(), 20)
+        assert admin.cancel_job(db, second) is True
+        await _until(lambda: second not in worker._running, "the cancel to reach the handler")
+        assert state(second) == "cancelled"
+    finally:
+        release.set()
+        await server.stop(timeout=2)
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"drop role {outsider}".encode())
+
+
+@pytest.mark.parametrize(
+    "state", ["running", "completed", "failed", "cancelled", "available", "scheduled"]
+)
+def test_the_enqueuer_creates_only_new_jobs(dsn, db, granted, state) -> None:
+    # It may set a new job's state (a delayed job is scheduled), but none of the columns
+    # that a running or finished job has, so only a scheduled or available job is made.
+    new = state in ("available", "scheduled")
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        insert = "insert into pgjobs.jobs (kind, state) values ('x', %s) returning state::text"
+        if new:
+            assert conn.execute(insert, (state,)).fetchone() == (state,)
+        else:
+            with pytest.raises(psycopg.errors.CheckViolation, match="needs"):
+                conn.execute(insert, (state,))
+
+
+def test_the_enqueuer_cannot_plant_ids_ahead_of_the_sequence(dsn, db, granted) -> None:
+    planted = "insert into pgjobs.jobs (id, kind) values (%s, 'x')"
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        # In a session that drew no id, any explicit id is refused.
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="currval"):
+            conn.execute(planted, (1,))
+        drawn = conn.execute("select nextval('pgjobs.jobs_id_seq')").fetchone()[0]
+        for ahead in range(1, 6):
+            with pytest.raises(psycopg.errors.CheckViolation, match="ahead of the ids"):
+                conn.execute(planted, (drawn + ahead,))
+        conn.execute(planted, (drawn,))  # the id it drew is its own to use (enqueue_many)
+    ids = [pgjobs.enqueue(db, pgjobs.Task("owner")) for _ in range(5)]
+    assert ids == list(range(drawn + 1, drawn + 6))

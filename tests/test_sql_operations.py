@@ -38,6 +38,7 @@ def add_worker(
             "queues": queues,
             "concurrency": 4,
             "version": "test",
+            "kinds": None,
         },
     )
     db.execute(Q["worker_set_waiting"], {"id": worker_id, "waiting": waiting})

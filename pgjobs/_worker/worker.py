@@ -202,6 +202,9 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._pool: AsyncConnectionPool[Any] | None = None
         self._listener: Listener | None = None
+        # Control messages naming a running job: job id -> attempt, until checked.
+        self._cancel_hints: dict[int, int] = {}
+        self._cancel_check: asyncio.Task[None] | None = None
         self._completer: Completer | None = None
         self._transactions: JobTransactions | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -246,6 +249,7 @@ class Worker:
             "queues": self._queue_names,
             "concurrency": config.concurrency,
             "version": __version__,
+            "kinds": list(self.registry.kinds()),
         }
         try:
             async with self._pool.connection() as conn:
@@ -388,9 +392,10 @@ class Worker:
                 "their lease expires",
                 self._completer.pending,
             )
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._cancel_check] if self._cancel_check else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
             async with self._pool.connection(timeout=5.0) as conn:
                 if released:
@@ -792,14 +797,49 @@ class Worker:
             self._wake.set()
 
     def _on_control(self, payload: str) -> None:
+        """A control message is only a hint: NOTIFY needs no privilege, so any role that
+        can log in can send one. A cancel is acted on once the job's row says so (see
+        _confirm_cancels), and that row only roles allowed to cancel can write."""
         try:
             message = json.loads(payload)
             action, job_id = message.get("action"), int(message.get("job_id"))
-        except (ValueError, TypeError, AttributeError):
-            log.warning("ignoring malformed control message %r", payload)
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            log.warning("ignoring malformed control message %r", payload[:200])
             return
         run = self._running.get(job_id)
         if action != "cancel" or run is None or run.settled:
+            return
+        self._cancel_hints[job_id] = run.attempt
+        if self._cancel_check is None or self._cancel_check.done():
+            self._cancel_check = asyncio.create_task(
+                self._confirm_cancels(), name="pgjobs cancel check"
+            )
+
+    async def _confirm_cancels(self) -> None:
+        """Cancel the hinted jobs whose row says this attempt was cancelled. One check at a
+        time, for every hint that came meanwhile, so a flood of forged messages costs one
+        query per round trip, not one per message."""
+        assert self._pool is not None
+        while self._cancel_hints:
+            hints, self._cancel_hints = self._cancel_hints, {}
+            try:
+                async with self._pool.connection() as conn:
+                    cursor = await conn.execute(
+                        self._queries["job_confirm_cancelled"],
+                        {"ids": list(hints), "attempts": list(hints.values())},
+                    )
+                    confirmed = [row[0] for row in await cursor.fetchall()]
+            except DB_ERRORS as exc:
+                # The outcome write is guarded anyway: the attempt's late outcome cannot
+                # overwrite the cancel, and its handler stops at its deadline.
+                log.warning("could not check %d cancel request(s): %s", len(hints), exc)
+                return
+            for job_id in confirmed:
+                self._cancel_run(job_id, hints[job_id])
+
+    def _cancel_run(self, job_id: int, attempt: int) -> None:
+        run = self._running.get(job_id)
+        if run is None or run.settled or run.attempt != attempt:
             return
         # The database already says cancelled; stop the code and record nothing.
         self._mark_settled(run)

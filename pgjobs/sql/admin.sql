@@ -24,9 +24,11 @@ from {schema}.live_workers;
 -- previous page; null for the first): it walks the primary key backwards, so page 1,000
 -- costs what page 1 does (skipping rows would read them all). Each filter is optional;
 -- *error* is a case-insensitive substring of the last error (strpos: LIKE wildcards are
--- plain text); *since* a lower bound on created_at.
-select id, queue, kind, state::text, priority, attempt, max_retry, run_at, created_at,
-       started_at, finished_at, worker_id, last_error
+-- plain text); *since* a lower bound on created_at. Times through job_time(), as in
+-- job_fetch (jobs.sql), so a row whose time Python cannot hold still lists.
+select id, queue, kind, state::text, priority, attempt, max_retry, {schema}.job_time(run_at),
+       {schema}.job_time(created_at), {schema}.job_time(started_at),
+       {schema}.job_time(finished_at), worker_id, last_error
 from {schema}.jobs
 where (%(state)s::text is null or state = %(state)s::{schema}.job_state)
   and (%(queue)s::text is null or queue = %(queue)s)
@@ -38,10 +40,12 @@ order by id desc
 limit %(limit)s;
 
 -- name: job_get
-select j.id, j.queue, j.kind, j.state::text, j.priority, j.attempt, j.max_retry, j.run_at,
-       j.created_at, j.started_at, j.finished_at, j.worker_id, j.last_error, j.payload,
-       extract(epoch from j.timeout)::float8 as timeout, j.lease_expires_at, j.errors,
-       w.host as worker_host, w.pid as worker_pid
+select j.id, j.queue, j.kind, j.state::text, j.priority, j.attempt, j.max_retry,
+       {schema}.job_time(j.run_at), {schema}.job_time(j.created_at),
+       {schema}.job_time(j.started_at), {schema}.job_time(j.finished_at), j.worker_id,
+       j.last_error, j.payload, extract(epoch from j.timeout)::float8 as timeout,
+       {schema}.job_time(j.lease_expires_at), j.errors, w.host as worker_host,
+       w.pid as worker_pid
 from {schema}.jobs j
 left join {schema}.workers w on w.id = j.worker_id
 where j.id = %(id)s;

@@ -266,6 +266,15 @@ from (
 where j.id = o.id and j.attempt = o.attempt and j.state = o.running
 returning j.id;
 
+-- name: job_confirm_cancelled
+-- Of the attempts a worker was told were cancelled (on {schema}_control, which anyone
+-- who can log in may NOTIFY), those whose row says so: cancel_job wrote it, under the
+-- privileges it takes to update the jobs table. Only these are stopped.
+select j.id
+from unnest(%(ids)s::int8[], %(attempts)s::int4[]) as o(id, attempt)
+join {schema}.jobs j on j.id = o.id and j.attempt = o.attempt
+where j.state = 'cancelled';
+
 -- name: job_stage_due
 -- Make scheduled jobs whose time has come available, in small batches, and wake
 -- waiting workers of their queues. The CASE is jobs_state_time_idx's (migration 0006),
@@ -309,20 +318,33 @@ with expired as (
     limit %(limit)s
     for update skip locked
 ),
+-- A running job without a lease (written so by hand: pgjobs never leaves one) is held
+-- by no worker, so it is given back the same way.
+leaseless as (
+    select id
+    from {schema}.jobs
+    where state = 'running'
+      and case state when 'scheduled' then run_at when 'running' then lease_expires_at
+                     else finished_at end is null
+    limit %(limit)s
+    for update skip locked
+),
 rescued as (
     update {schema}.jobs j
     set state = case when j.attempt > j.max_retry then 'failed'
                      else 'available' end::{schema}.job_state,
         finished_at = case when j.attempt > j.max_retry then now() end,
-        last_error = format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
-                            'killed or lost its database connection)',
-                            j.lease_expires_at, j.worker_id),
+        last_error = case
+            when j.lease_expires_at is null then 'running without a lease: no worker held it'
+            else format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
+                        'killed or lost its database connection)',
+                        j.lease_expires_at, j.worker_id) end,
         errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(
                      jsonb_build_object('attempt', j.attempt, 'at', now(),
                                         'error', 'lease expired')),
         lease_expires_at = null,
         worker_id = null
-    from expired
+    from (select id from expired union all select id from leaseless) expired
     where j.id = expired.id  -- locked above with its state checked; see job_finish_many
     returning j.id, j.queue, j.state
 ),
@@ -349,9 +371,12 @@ limit 1;
 
 -- name: job_fetch
 -- One job as the client's Job type reads it.
+-- Times through job_time(): a row written before migration 0007's rules, or by hand,
+-- may hold a time no Python datetime can (years 1 to 9999, in every time zone).
 select id, queue, kind, payload, priority, state::text, attempt, max_retry,
-       extract(epoch from timeout)::float8, run_at, last_error, coalesce(errors, '[]'::jsonb),
-       result, created_at, started_at, finished_at, worker_id
+       extract(epoch from timeout)::float8, {schema}.job_time(run_at), last_error,
+       coalesce(errors, '[]'::jsonb), result, {schema}.job_time(created_at),
+       {schema}.job_time(started_at), {schema}.job_time(finished_at), worker_id
 from {schema}.jobs
 where id = %(id)s;
 

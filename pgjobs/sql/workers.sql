@@ -3,13 +3,15 @@
 -- whether anyone is waiting for a wakeup NOTIFY (the waiting flag).
 
 -- name: worker_register
-insert into {schema}.workers (id, host, pid, queues, concurrency, version)
-values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s);
+-- kinds: the job kinds its handlers run, for doctor() and why() to name the kinds that
+-- no live worker can run.
+insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s);
 
 -- name: worker_heartbeat
 -- Also re-creates the row if a maintenance pass pruned it while this worker was cut off.
-insert into {schema}.workers (id, host, pid, queues, concurrency, version)
-values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s)
+insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s)
 on conflict (id) do update set heartbeat_at = now();
 
 -- name: worker_set_waiting
