@@ -138,7 +138,12 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except MISSING_OBJECT as exc:
-        raise schema_error(exc) from exc
+        error = schema_error(exc)
+        _fail(op, error)
+        raise error from exc
+    except BaseException as exc:
+        _fail(op, exc)
+        raise
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
@@ -166,10 +171,30 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except MISSING_OBJECT as exc:
-        raise schema_error(exc) from exc
+        error = schema_error(exc)
+        _fail(op, error)
+        raise error from exc
+    except BaseException as exc:
+        _fail(op, exc)
+        raise
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
+
+
+def _fail(op: Op[Any], error: BaseException) -> None:
+    """Tell *op* that one of its statements raised *error*: it is raised at the op's
+    ``yield`` (a traced enqueue records it on its span: see pgjobs/tracing.py), and
+    whatever comes out is dropped, for the runner raises *error* itself. An op that has
+    already ended (it raised *error*) is left as it is."""
+    if getattr(op, "gi_frame", None) is None:
+        return
+    try:
+        op.throw(error)
+    except BaseException:
+        pass
+    else:  # the op caught it and went on: it runs no further
+        op.close()
 
 
 def schema_error(exc: psycopg.Error, schema: str | None = None) -> SchemaError:

@@ -38,6 +38,7 @@ class Context:
         "_committed",
         "_event",
         "_monotonic_deadline",
+        "_trace_context",  # set by the worker only for a job enqueued with tracing on
         "_transactions",
         "attempt",
         "errors",
@@ -48,6 +49,8 @@ class Context:
         "reason",
         "result",
     )
+
+    _trace_context: str  # no default: most jobs have none (see pgjobs.tracing)
 
     def __init__(
         self,

@@ -15,13 +15,14 @@ whether it was a duplicate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import psycopg
 
-from . import _queries
+from . import _queries, _tracing
 from ._ops import Copy, Op, Statement, run, run_async
 from .errors import InvalidTaskError
 from .task import (
@@ -100,6 +101,9 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
     if task.unique_key is not None:
         result = yield from unique_insert_op(task, schema, max_payload_bytes)
         return result.id
+    if _tracing.hook is not None:
+        traced = functools.partial(_traced_insert_op, task, schema, max_payload_bytes)
+        return (yield from _tracing.hook.send("enqueue", (task,), traced))
     statements = _queries.queries(schema)
     payload = encode_payload(task.payload, max_payload_bytes)
     if task.run_at is not None or task.delay is not None:
@@ -115,6 +119,16 @@ def insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[int]:
         rows = yield Statement(statements["job_insert_defaults"], defaults)
     else:
         rows = yield Statement(statements["job_insert_available"], _params(task, payload))
+    return int(rows[0][0])
+
+
+def _traced_insert_op(
+    task: Task, schema: str, max_payload_bytes: int, trace_context: str | None
+) -> Op[int]:
+    """insert_op with tracing on: the general insert, with the trace context."""
+    params = _params(task, encode_payload(task.payload, max_payload_bytes))
+    params.update(run_at=task.run_at, delay=task.delay, trace_context=trace_context)
+    rows = yield Statement(_queries.queries(schema)["job_insert_traced"], params)
     return int(rows[0][0])
 
 
@@ -148,10 +162,24 @@ def unique_insert_op(task: Task, schema: str, max_payload_bytes: int) -> Op[Enqu
         raise InvalidTaskError(f"expected a pgjobs.Task, got {type(task).__name__}")
     if task.unique_key is None:
         raise InvalidTaskError("enqueue_unique needs a task with a unique_key")
+    if _tracing.hook is not None:
+        traced = functools.partial(_unique_insert_op, task, schema, max_payload_bytes)
+        return (yield from _tracing.hook.send("enqueue_unique", (task,), traced))
+    return (yield from _unique_insert_op(task, schema, max_payload_bytes, None))
+
+
+def _unique_insert_op(
+    task: Task, schema: str, max_payload_bytes: int, trace_context: str | None
+) -> Op[EnqueueResult]:
+    """unique_insert_op once the task is checked; *trace_context* as job_insert_traced's."""
     statements = _queries.queries(schema)
     params = _params(task, encode_payload(task.payload, max_payload_bytes))
     params.update(
-        run_at=task.run_at, delay=task.delay, unique_key=task.unique_key, unique_for=task.unique_for
+        run_at=task.run_at,
+        delay=task.delay,
+        unique_key=task.unique_key,
+        unique_for=task.unique_for,
+        trace_context=trace_context,
     )
     for attempt in range(_MAX_CLAIMS):
         rows = yield Statement(statements["job_insert_unique"], params)
@@ -200,6 +228,17 @@ def insert_many_results_op(
             raise
     if not encoded:
         return []
+    if _tracing.hook is not None:
+        traced = functools.partial(_copy_op, encoded, schema)
+        return (yield from _tracing.hook.send("enqueue_many", [t for t, _ in encoded], traced))
+    return (yield from _copy_op(encoded, schema, None))
+
+
+def _copy_op(
+    encoded: list[tuple[Task, str]], schema: str, trace_context: str | None
+) -> Op[list[EnqueueResult]]:
+    """insert_many_results_op once every task is encoded; *trace_context* as
+    job_insert_traced's, the same for every job of the call."""
     statements = _queries.queries(schema)
     reserved = yield Statement(statements["job_reserve_ids"], {"count": len(encoded)})
     now, ids = reserved[0]
@@ -214,7 +253,7 @@ def insert_many_results_op(
             statements, {key: (ids[i], encoded[i][0].unique_for) for key, i in first_of.items()}
         )
     results = []
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     due_queues: set[str] = set()
     for index, (job_id, (task, payload)) in enumerate(zip(ids, encoded, strict=True)):
         if task.unique_key is not None:
@@ -240,7 +279,10 @@ def insert_many_results_op(
                 state,
             )
         )
-    if rows:
+    if rows and trace_context is not None:
+        rows = [(*row, trace_context) for row in rows]
+        yield Copy(statements["job_copy_traced"], rows)
+    elif rows:
         yield Copy(statements["job_copy"], rows)
     if due_queues:
         yield Statement(statements["queue_wake"], {"queues": sorted(due_queues)})

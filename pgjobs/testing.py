@@ -559,9 +559,11 @@ class _Session:
         return self._prepare((row[0], queue, *row[2:]))
 
     def _prepare(self, row: tuple[Any, ...]) -> _Claimed:
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
+        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors, trace = row
         payload, errors, unrunnable = decode_claimed(payload, errors)
         ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self.transactions)
+        if trace is not None:
+            ctx._trace_context = trace
         task = _from_row(kind, payload, queue, max_retry, timeout, priority)
         registration = self.server.registry.find(kind)
         return _Claimed(job_id, attempt, max_retry, timeout, ctx, task, registration, unrunnable)

@@ -21,6 +21,11 @@
 * ``workers.kinds``: the job kinds each worker's handlers run; ``doctor()`` names the
   waiting jobs whose kind no live worker serving their queue can run, and ``why()`` says
   so of such a job (a worker that claims one fails the attempt: no handler).
+* ``jobs.trace_context``: the enqueuer's trace context (the OpenTelemetry propagator's
+  carrier: W3C ``traceparent``, ``tracestate``), written only by an enqueue made with
+  tracing on (``pgjobs.tracing``), so that the job's handler span continues the
+  enqueuer's trace. A role granted the columns of a new job (``grant_roles``' enqueuer)
+  is granted this one too.
 
 The server's instructions per ``job_insert_defaults`` (``python -m bench.server_cost``,
 callgrind): 195,200 at 0006, 219,400 here. The rules cost 8,500 of that (each is
@@ -143,9 +148,34 @@ COMMENT ON FUNCTION {{schema}}.job_insert_guard() IS
 -- cost more (24,000 instructions to read this one's back) than calling the function.
 CREATE TRIGGER jobs_insert_guard BEFORE INSERT ON {{schema}}.jobs
 FOR EACH ROW EXECUTE FUNCTION {{schema}}.job_insert_guard();
+
+ALTER TABLE {{schema}}.jobs ADD COLUMN trace_context jsonb;
+COMMENT ON COLUMN {{schema}}.jobs.trace_context IS
+    'the enqueuer''s trace context (traceparent, tracestate) when it traced; NULL otherwise';
+
+-- A role that may write a new job's payload (a column grant: grant_roles' enqueuer) may
+-- write its trace context: a traced enqueue names the column. Table-wide grants cover
+-- the new column already.
+DO $$
+DECLARE
+    grantee oid;
+BEGIN
+    FOR grantee IN
+        SELECT DISTINCT a.grantee
+        FROM pg_attribute c, aclexplode(c.attacl) a
+        WHERE c.attrelid = '{{schema}}.jobs'::regclass AND c.attname = 'payload'
+          AND a.privilege_type = 'INSERT'
+    LOOP
+        -- (regrole's text is the role's name, quoted where it needs it; 0 is PUBLIC.)
+        EXECUTE format('GRANT INSERT (trace_context) ON {{schema}}.jobs TO %s',
+                       CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END);
+    END LOOP;
+END
+$$;
 """
 
 DOWNGRADE = """
+ALTER TABLE {schema}.jobs DROP COLUMN trace_context;
 ALTER TABLE {schema}.workers DROP COLUMN kinds;
 DROP TRIGGER jobs_insert_guard ON {schema}.jobs;
 DROP FUNCTION {schema}.job_insert_guard();
@@ -309,9 +339,26 @@ def _around_run_at(change: str) -> str:
     return save + change + domains.RECREATE_DEPENDENTS
 
 
+# grant_roles() as 0004 defines it, granting the enqueuer the trace context too.
+GRANT_0004 = "'state) ON {schema}.jobs TO %I', enqueuer)"
+GRANT_0007 = "'state, trace_context) ON {schema}.jobs TO %I', enqueuer)"
+
+
+def _grant_roles(version: str) -> str:
+    body = str(revision_module("0004_unique_leader_retention.py")._grant_roles_0004())
+    if body.count(GRANT_0004) != 1:
+        raise RuntimeError("0007: grant_roles() in 0004 is not shaped as expected")
+    return body.replace(GRANT_0004, GRANT_0007) if version == "0007" else body
+
+
 def _functions(version: str) -> str:
     return "\n".join(
-        [_enqueue(version), _function_0002("why", version), _function_0002("doctor", version)]
+        [
+            _enqueue(version),
+            _function_0002("why", version),
+            _function_0002("doctor", version),
+            _grant_roles(version),
+        ]
     )
 
 

@@ -49,7 +49,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from .. import _queries
+from .. import _queries, _tracing
 from .._dsn import redact, resolve_dsn
 from .._version import __version__
 from ..config import Config
@@ -182,7 +182,9 @@ class Worker:
 
         self.config = config
         self.registry = registry
-        self._middleware = tuple(middleware)
+        # With tracing on (pgjobs.tracing), every handler runs in its span, outermost.
+        hook = _tracing.hook
+        self._middleware = tuple(middleware) if hook is None else (hook.middleware, *middleware)
         self._error_hooks = tuple(error_hooks)
         self.id = str(uuid.uuid4())
         self._queries = _queries.queries(config.schema)
@@ -620,12 +622,14 @@ class Worker:
         """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
         there is no handler for it or its row cannot be decoded (its attempt is already
         recorded as failed)."""
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors = row
+        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors, trace = row
         loop = self._loop
         assert loop is not None
         payload, errors, unrunnable = decode_claimed(payload, errors)
         registration = self.registry.find(kind)
         ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
+        if trace is not None:
+            ctx._trace_context = trace  # read by pgjobs.tracing's middleware, if it is on
         task = _from_row(kind, payload, queue, max_retry, timeout, priority)
         now = loop.time()
         run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)

@@ -33,6 +33,24 @@ returning j.id,
                                 where w.waiting and j.queue = any (w.queues))
                then pg_notify('{schema}_wakeup', j.queue) end;
 
+-- name: job_insert_traced
+-- job_insert for an enqueue made with tracing on (pgjobs.tracing): it also stores the
+-- enqueuer's trace context, which the other inserts leave NULL so that an untraced
+-- enqueue sends nothing more. The wakeup is job_insert's.
+insert into {schema}.jobs as j (queue, kind, payload, priority, max_retry, timeout, run_at,
+                                state, trace_context)
+select %(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
+       make_interval(secs => %(timeout)s), t.run_at,
+       case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state,
+       %(trace_context)s::jsonb
+from (select coalesce(%(run_at)s::timestamptz,
+                      now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) as run_at) t
+returning j.id,
+          case when j.state = 'available'
+                    and exists (select from {schema}.workers w
+                                where w.waiting and j.queue = any (w.queues))
+               then pg_notify('{schema}_wakeup', j.queue) end;
+
 -- name: job_insert_available
 -- job_insert for a job due at once (neither run_at nor delay given), which is most jobs:
 -- the row's defaults make it available from now(). The server does the same work as for
@@ -67,6 +85,13 @@ select now(), array(select nextval('{schema}.jobs_id_seq') from generate_series(
 -- Bulk enqueue, step 2 of 3: the rows themselves, by COPY (several times faster than
 -- INSERT ... SELECT FROM unnest(...) for large batches).
 copy {schema}.jobs (id, queue, kind, payload, priority, max_retry, timeout, run_at, state)
+from stdin;
+
+-- name: job_copy_traced
+-- job_copy for a bulk enqueue made with tracing on: each row also carries the trace
+-- context of the enqueue (see job_insert_traced).
+copy {schema}.jobs (id, queue, kind, payload, priority, max_retry, timeout, run_at, state,
+                    trace_context)
 from stdin;
 
 -- name: queue_wake
@@ -136,8 +161,10 @@ where j.id = any (array(select picked.id from picked))
 -- payload and errors go as JSON text, decoded by the worker one row at a time: a value
 -- that jsonb holds but Python cannot decode (nested thousands deep, an integer of
 -- thousands of digits) then fails its own job, not the whole claim (Worker._start).
+-- trace_context, the same way, is decoded only by a worker that traces (pgjobs.tracing),
+-- and a context it cannot read is ignored.
 returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_retry,
-          extract(epoch from j.timeout)::float8, j.errors::text;
+          extract(epoch from j.timeout)::float8, j.errors::text, j.trace_context::text;
 
 -- name: job_finish_many
 -- Record finished attempts in one statement. Every row is guarded by state and attempt:

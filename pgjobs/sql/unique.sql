@@ -20,7 +20,8 @@
 -- One unique job: claim the key for a new id (or take over an expired one), and insert
 -- the job only if the key is now ours. Always updates the conflicting row (to itself
 -- when it is not taken over) so that RETURNING gives the holder's id in one round trip.
--- Keep the job columns in step with job_insert (pgjobs/sql/jobs.sql).
+-- Keep the job columns in step with job_insert (pgjobs/sql/jobs.sql). trace_context is
+-- NULL unless the enqueue traced (see job_insert_traced).
 with new as (
     select nextval('{schema}.jobs_id_seq') as id
 ),
@@ -37,10 +38,11 @@ claim as (
 ),
 job as (
     insert into {schema}.jobs (id, queue, kind, payload, priority, max_retry, timeout, run_at,
-                               state)
+                               state, trace_context)
     select new.id, %(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s,
            %(max_retry)s, make_interval(secs => %(timeout)s), t.run_at,
-           case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state
+           case when t.run_at <= now() then 'available' else 'scheduled' end::{schema}.job_state,
+           %(trace_context)s::jsonb
     from new
     join claim on claim.job_id = new.id
     cross join (select coalesce(%(run_at)s::timestamptz,
