@@ -31,6 +31,7 @@ CONTRACT_COLUMNS = {
     "created_at": "timestamp with time zone",
     "started_at": "timestamp with time zone",
     "finished_at": "timestamp with time zone",
+    "trace_context": "jsonb",
 }
 STATES = ["scheduled", "available", "running", "completed", "failed", "cancelled"]
 
@@ -266,6 +267,7 @@ def test_0007_keeps_rows_its_rules_refuse_and_steps_down_to_0006_exactly(
             conn.execute("insert into pgjobs.jobs (kind, queue) values ('k', E'\\u00a0')")
         with pytest.raises(psycopg.errors.CheckViolation, match="job_run_at"):
             conn.execute("insert into pgjobs.jobs (kind, run_at) values ('k', 'infinity')")
+        assert conn.execute("select trace_context from pgjobs.jobs").fetchall() == [(None,)]
 
     migrate.downgrade(empty_dsn, "0006")
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
@@ -273,6 +275,33 @@ def test_0007_keeps_rows_its_rules_refuse_and_steps_down_to_0006_exactly(
         assert function_definitions(conn, "pgjobs") == functions
         assert grants_and_comments(conn, "pgjobs") == privileges
         assert conn.execute("select id from pgjobs.jobs").fetchall() == [(old,)]
+
+
+def test_0007_grants_the_trace_context_to_whoever_may_write_a_new_job(empty_dsn: str) -> None:
+    """A role granted a new job's columns before 0007 (grant_roles' enqueuer) may write
+    its trace context after it, so that its traced enqueues work; one granted nothing
+    still may not."""
+    role, other = (f"pgjobs_test_{secrets.token_hex(4)}" for _ in range(2))
+    migrate.upgrade(empty_dsn, revision="0006")
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        conn.execute(f"create role {role}".encode())
+        conn.execute(f"create role {other}".encode())
+        admin.grant_roles(conn, enqueuer=role, worker=other, reader=other)
+    try:
+        migrate.upgrade(empty_dsn, revision="0007")
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            may = "select has_column_privilege(%s, 'pgjobs.jobs', 'trace_context', 'INSERT')"
+            assert conn.execute(may, (role,)).fetchone() == (True,)
+            assert conn.execute(may, ("public",)).fetchone() == (False,)
+            # grant_roles() now grants it too.
+            conn.execute(f"revoke insert (trace_context) on pgjobs.jobs from {role}".encode())
+            admin.grant_roles(conn, enqueuer=role, worker=other, reader=other)
+            assert conn.execute(may, (role,)).fetchone() == (True,)
+    finally:
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            for name in (role, other):
+                conn.execute(f"drop owned by {name}".encode())
+                conn.execute(f"drop role {name}".encode())
 
 
 #: The statements that look jobs up by state and time, with the parameters they run with.

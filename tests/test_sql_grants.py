@@ -95,6 +95,25 @@ def test_the_enqueuer_can_enqueue_every_way(dsn, db, granted) -> None:
     ]
 
 
+def test_the_enqueuer_can_enqueue_every_way_with_tracing_on(dsn, db, granted) -> None:
+    """A traced enqueue also writes the trace context, which the enqueuer may write."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from pgjobs import tracing
+
+    tracing.instrument(TracerProvider())
+    try:
+        with as_role(dsn, granted["enqueuer"]) as conn:
+            pgjobs.enqueue(conn, pgjobs.Task("a"))
+            pgjobs.enqueue_many(conn, [pgjobs.Task("b")])
+            pgjobs.enqueue_unique(conn, pgjobs.Task("c", unique_key="k"))
+    finally:
+        tracing.uninstrument()
+    contexts = db.execute("select trace_context from pgjobs.jobs").fetchall()
+    assert len(contexts) == 3
+    assert all("traceparent" in context for (context,) in contexts)
+
+
 @pytest.mark.parametrize(
     "statement",
     [
