@@ -622,8 +622,8 @@ def test_grants(run, role_names: list[str]) -> None:
     lines = out.splitlines()
     assert lines[:3] == [f"CREATE ROLE {name} NOLOGIN;" for name in role_names]
     assert (
-        "GRANT INSERT (id, queue, kind, payload, priority, max_retry, timeout, run_at, state)"
-        in out
+        "GRANT INSERT (id, queue, kind, payload, priority, max_retry, timeout, run_at, state, "
+        "trace_context)" in out
     )
     code, out, _ = run("grants", "--enqueuer", enq, "--worker", wrk, "--reader", read)
     assert "CREATE ROLE" not in out

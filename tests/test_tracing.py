@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -214,7 +215,7 @@ async def test_tracing_off_writes_no_context_and_makes_no_spans(dsn, db, aconn, 
     assert not tracing.is_instrumented()
     with traces.tracer.start_as_current_span("request"):
         pgjobs.enqueue(db, pgjobs.Task("work"))
-        pgjobs.enqueue(db, pgjobs.Task("work", delay=0.001))
+        pgjobs.enqueue(db, pgjobs.Task("work", run_at=datetime.now(UTC)))  # job_insert
         await pgjobs.enqueue_async(aconn, pgjobs.Task("work", priority=1))
         await aconn.commit()
         pgjobs.enqueue_many(db, [pgjobs.Task("work")])
