@@ -380,7 +380,7 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
         return str(row.fetchone()[0])
 
     job_id = pgjobs.enqueue(db, pgjobs.Task("long"))
-    await server.start(pgjobs.Config(dsn=dsn, poll_interval=30.0, retain_completed=True))
+    await server.start(pgjobs.Config(dsn=dsn, poll_interval=30.0, completed_retention=None))
     worker = server.worker
     assert worker is not None
     assert worker._listener is not None
