@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 pytest.importorskip("jinja2", reason="the dashboard extra is not installed")
-pytest.importorskip("httpx", reason="starlette's test client needs httpx")
+pytest.importorskip("httpx2", reason="starlette's test client needs httpx2")
 
 from psycopg.conninfo import make_conninfo
 from starlette.applications import Starlette
