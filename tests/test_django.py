@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 import pgjobs
 from tests.apps.procs import wait_for
@@ -63,3 +64,34 @@ def test_worker_runs_the_jobs(dsn: str, tmp_path: Path) -> None:
         line for f in tmp_path.glob("executed-*.txt") for line in f.read_text().split()
     ]
     assert executed == [str(job_id)]
+
+
+def test_the_pgjobs_dsn_setting_wins_over_databases(empty_dsn: str, dsn: str) -> None:
+    env = {**_env(dsn), "PGJOBS_TEST_DJANGO_PGJOBS_DSN": empty_dsn}
+    done = subprocess.run(_manage("migrate"), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regclass('pgjobs.jobs') is not null").fetchone() == (True,)
+
+
+def test_dsn_reads_the_databases_entry() -> None:
+    script = (
+        "from django.conf import settings\n"
+        "settings.configure(PGJOBS_DATABASE='jobs', DATABASES={'default': {}, 'jobs': {\n"
+        "    'NAME': 'shop', 'USER': 'app', 'PASSWORD': 's e', 'HOST': 'db', 'PORT': 6432,\n"
+        "    'OPTIONS': {'sslmode': 'require', 'isolation_level': None}}})\n"
+        "from pgjobs.contrib.django import dsn\n"
+        "print(dsn())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=_env(""), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert conninfo_to_dict(done.stdout.strip()) == {
+        "dbname": "shop",
+        "user": "app",
+        "password": "s e",
+        "host": "db",
+        "port": "6432",
+        "sslmode": "require",
+    }

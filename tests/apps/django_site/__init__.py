@@ -20,3 +20,6 @@ DATABASES = {
         "OPTIONS": {"application_name": "pgjobs-django-test"},
     }
 }
+
+# When set, pgjobs uses it instead of DATABASES.
+PGJOBS_DSN = os.environ.get("PGJOBS_TEST_DJANGO_PGJOBS_DSN")
