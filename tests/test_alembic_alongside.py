@@ -15,9 +15,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from psycopg.conninfo import conninfo_to_dict
 
 from pgjobs import migrate
+from tests.urls import database_url
 
 #: The application's models.
 METADATA = sqlalchemy.MetaData()
@@ -74,14 +74,11 @@ def _app(tmp_path: Path, dsn: str) -> Config:
         (tmp_path / "versions" / f"{revision}.py").write_text(textwrap.dedent(text))
     config = Config()
     config.set_main_option("script_location", str(tmp_path))
-    config.set_main_option("sqlalchemy.url", _url(dsn))
+    # configparser reads % as interpolation: the URL's escapes are doubled.
+    config.set_main_option(
+        "sqlalchemy.url", database_url(dsn, "postgresql+psycopg").replace("%", "%%")
+    )
     return config
-
-
-def _url(dsn: str) -> str:
-    info = conninfo_to_dict(dsn)
-    host = f"{info.get('host') or '127.0.0.1'}:{info.get('port') or 5432}"
-    return f"postgresql+psycopg://{info.get('user') or 'root'}@{host}/{info['dbname']}"
 
 
 def _versions(dsn: str) -> tuple[Any, Any]:
@@ -113,7 +110,7 @@ def test_an_app_alembic_env_and_pgjobs_migrate_share_a_database(
     assert {"public.app_orders", "public.app_customers", "pgjobs.jobs"} <= _tables(empty_dsn)
 
     # The application's autogenerate compares its own schema only: nothing of pgjobs'.
-    engine = sqlalchemy.create_engine(_url(empty_dsn))
+    engine = sqlalchemy.create_engine(database_url(empty_dsn, "postgresql+psycopg"))
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()

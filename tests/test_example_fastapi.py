@@ -13,17 +13,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from tests.apps.procs import wait_for
+from tests.urls import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _url(dsn: str) -> str:
-    info = conninfo_to_dict(dsn)
-    host = f"{info.get('host') or '127.0.0.1'}:{info.get('port') or 5432}"
-    return f"postgresql://{info.get('user') or 'root'}@{host}/{info['dbname']}"
 
 
 def _free_port() -> int:
@@ -36,7 +30,7 @@ def test_an_order_request_and_the_embedded_worker(dsn: str) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("PGJOBS_DSN", "DATABASE_URL")}
-    env.update(SHOP_DATABASE=_url(dsn), PGJOBS_EMBEDDED_WORKER="1")
+    env.update(SHOP_DATABASE=database_url(dsn), PGJOBS_EMBEDDED_WORKER="1")
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.fastapi.app:app", "--port", str(port)],
         cwd=ROOT,
