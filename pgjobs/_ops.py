@@ -3,7 +3,9 @@
 An operation is a generator that yields :class:`Statement` objects and receives each
 statement's rows back; whatever it returns is the operation's result. It does no I/O
 itself, so :func:`run` (psycopg ``Connection``) and :func:`run_async` (psycopg
-``AsyncConnection``) can both drive it, and the sync and async APIs cannot drift apart::
+``AsyncConnection``) can both drive it, and the sync and async APIs cannot drift apart.
+Other drivers and wrappers (psycopg2, asyncpg, SQLAlchemy, Django) are handed to
+:mod:`pgjobs._drivers` once the psycopg check has failed, so they cost psycopg nothing::
 
     def job_count(schema) -> Op[int]:
         rows = yield Statement(b"select count(*) from ...", {})
@@ -61,7 +63,19 @@ _PUBLIC_MODULES = {
     "pgjobs.testing": "pgjobs.testing",
 }
 
-__all__ = ["MISSING_OBJECT", "Copy", "Op", "Rows", "Statement", "run", "run_async", "schema_error"]
+__all__ = [
+    "MISSING_OBJECT",
+    "Copy",
+    "Op",
+    "Params",
+    "Rows",
+    "Statement",
+    "fail_op",
+    "run",
+    "run_async",
+    "schema_error",
+    "wrong_connection",
+]
 
 T = TypeVar("T")
 Rows: TypeAlias = list[tuple[Any, ...]]
@@ -116,10 +130,16 @@ def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
             attributes[_KEPT_CURSOR] = cursor
 
 
-def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
-    """Drive *op* on a sync psycopg connection, inside whatever transaction it is in."""
+def run(conn: Any, op: Op[T]) -> T:
+    """Drive *op* on a sync connection, inside whatever transaction it is in: a psycopg
+    ``Connection`` here, anything else through :func:`pgjobs._drivers.sync_driver`."""
     if not isinstance(conn, psycopg.Connection):
-        raise _wrong_connection(conn, psycopg.Connection)
+        from . import _drivers
+
+        driver = _drivers.sync_driver(conn)
+        if not isinstance(driver, psycopg.Connection):
+            return _drivers.drive(driver, op)
+        conn = driver
     cursor: psycopg.Cursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
@@ -139,20 +159,26 @@ def run(conn: psycopg.Connection[Any], op: Op[T]) -> T:
         return done.value  # type: ignore[no-any-return]
     except MISSING_OBJECT as exc:
         error = schema_error(exc)
-        _fail(op, error)
+        fail_op(op, error)
         raise error from exc
     except BaseException as exc:
-        _fail(op, exc)
+        fail_op(op, exc)
         raise
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
-    """Drive *op* on an async psycopg connection, inside whatever transaction it is in."""
+async def run_async(conn: Any, op: Op[T]) -> T:
+    """Drive *op* on an async connection, inside whatever transaction it is in: a psycopg
+    ``AsyncConnection`` here, anything else through :func:`pgjobs._drivers.async_driver`."""
     if not isinstance(conn, psycopg.AsyncConnection):
-        raise _wrong_connection(conn, psycopg.AsyncConnection)
+        from . import _drivers
+
+        driver = await _drivers.async_driver(conn)
+        if not isinstance(driver, psycopg.AsyncConnection):
+            return await _drivers.drive_async(driver, op)
+        conn = driver
     cursor: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
@@ -172,17 +198,17 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
         return done.value  # type: ignore[no-any-return]
     except MISSING_OBJECT as exc:
         error = schema_error(exc)
-        _fail(op, error)
+        fail_op(op, error)
         raise error from exc
     except BaseException as exc:
-        _fail(op, exc)
+        fail_op(op, exc)
         raise
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
 
 
-def _fail(op: Op[Any], error: BaseException) -> None:
+def fail_op(op: Op[Any], error: BaseException) -> None:
     """Tell *op* that one of its statements raised *error*: it is raised at the op's
     ``yield`` (a traced enqueue records it on its span: see pgjobs/tracing.py), and
     whatever comes out is dropped, for the runner raises *error* itself. An op that has
@@ -197,14 +223,15 @@ def _fail(op: Op[Any], error: BaseException) -> None:
         op.close()
 
 
-def schema_error(exc: psycopg.Error, schema: str | None = None) -> SchemaError:
+def schema_error(exc: Exception, schema: str | None = None) -> SchemaError:
     """The SchemaError for a pgjobs statement that named an object Postgres lacks.
 
     Made only when a statement has failed, so the hot path asks nothing in advance. The
     schema, when not given, is read from Postgres's message (every pgjobs statement
     names its objects with their schema).
     """
-    said = exc.diag.message_primary or str(exc)
+    diag = getattr(exc, "diag", None)  # psycopg and psycopg2 have one, asyncpg does not
+    said = getattr(diag, "message_primary", None) or str(exc)
     if schema is None:
         found = re.search(r'(?:relation|schema|function) "([^".]+)', said)
         schema = found.group(1) if found else DEFAULT_SCHEMA
@@ -215,26 +242,36 @@ def schema_error(exc: psycopg.Error, schema: str | None = None) -> SchemaError:
     )
 
 
-def _wrong_connection(conn: Any, expected: type) -> TypeError:
-    """The TypeError for a sync function given an async connection, or the reverse,
-    naming the function to call instead.
+#: What each face accepts, as a wrong connection's TypeError says it.
+ACCEPTED = {
+    True: "a psycopg.Connection (psycopg 3), a psycopg2 connection or cursor, a SQLAlchemy "
+    "Connection or Session, or a Django connection",
+    False: "a psycopg.AsyncConnection, an asyncpg connection, or a SQLAlchemy AsyncConnection "
+    "or AsyncSession",
+}
+
+
+def wrong_connection(conn: Any, *, sync: bool, wrong_face: bool) -> TypeError:
+    """The TypeError for a connection the called function cannot use: what it accepts
+    and, for the other face's connection (*wrong_face*: async given to a sync function,
+    or the reverse), the function to call instead.
 
     The public function that was called is found from the caller's frames: only this
-    error path pays for that, the hot path pays one isinstance check.
+    error path pays for that.
     """
     got = f"{type(conn).__module__}.{type(conn).__qualname__}"
-    want = f"psycopg.{expected.__qualname__}"
-    called = _public_caller(sys._getframe(2))
+    called = _public_caller(sys._getframe(1))
     if called is None:
-        return TypeError(f"expected a {want}, got a {got}")
+        return TypeError(f"expected {ACCEPTED[sync]}; got a {got}")
     module, prefix, name = called
-    to_async = expected is psycopg.Connection
-    twin = _twin(module, name, to_async)
-    if twin is None:
-        advice = f"it has no {'async' if to_async else 'sync'} version"
-    else:
-        advice = f"use {prefix}.{twin}() for this connection"
-    return TypeError(f"{prefix}.{name}() takes a {want}, not a {got}; {advice}")
+    advice = ""
+    if wrong_face:
+        twin = _twin(module, name, to_async=sync)
+        if twin is None:
+            advice = f"; it has no {'async' if sync else 'sync'} version"
+        else:
+            advice = f"; use {prefix}.{twin}() for this connection"
+    return TypeError(f"{prefix}.{name}() takes {ACCEPTED[sync]}, not a {got}{advice}")
 
 
 def _public_caller(frame: FrameType | None) -> tuple[Any, str, str] | None:

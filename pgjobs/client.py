@@ -24,7 +24,6 @@ from .enqueue import (
     EnqueueResult,
     insert_many_op,
     insert_op,
-    psycopg_connection,
     unique_insert_op,
 )
 from .errors import ConfigurationError
@@ -160,7 +159,7 @@ class Client(_ClientBase):
 
     def _run(self, op: Op[T], conn: Any) -> T:
         if conn is not None:
-            return run(psycopg_connection(conn), op)
+            return run(conn, op)
         self.open()
         with self._pool.connection() as pooled:  # commits on success, rolls back on error
             return run(pooled, op)
@@ -260,33 +259,27 @@ class AsyncClient(_ClientBase):
         await self._pool.close()
         self._opened = False
 
-    async def _run(self, op: Op[T], conn: psycopg.AsyncConnection[Any] | None) -> T:
+    async def _run(self, op: Op[T], conn: Any) -> T:
         if conn is not None:
             return await run_async(conn, op)
         await self.open()
         async with self._pool.connection() as pooled:
             return await run_async(pooled, op)
 
-    async def enqueue(self, task: Task, *, conn: psycopg.AsyncConnection[Any] | None = None) -> int:
+    async def enqueue(self, task: Task, *, conn: Any = None) -> int:
         """Enqueue *task*; in *conn*'s transaction if given, else in a transaction of its own."""
         return await self._run(self._insert(task), conn)
 
-    async def enqueue_many(
-        self, tasks: Iterable[Task], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> list[int]:
+    async def enqueue_many(self, tasks: Iterable[Task], *, conn: Any = None) -> list[int]:
         """Enqueue all *tasks* in one statement; ids in input order."""
         return await self._run(self._insert_many(tasks), conn)
 
-    async def enqueue_unique(
-        self, task: Task, *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> EnqueueResult:
+    async def enqueue_unique(self, task: Task, *, conn: Any = None) -> EnqueueResult:
         """Enqueue a task with a ``unique_key``; the id, and whether it was a duplicate
         (see :func:`pgjobs.enqueue_unique`)."""
         return await self._run(self._insert_unique(task), conn)
 
-    async def get(
-        self, job_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> Job | None:
+    async def get(self, job_id: int, *, conn: Any = None) -> Job | None:
         """Async :meth:`Client.get`."""
         return await self._run(get_op(job_id, self.schema), conn)
 

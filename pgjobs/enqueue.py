@@ -4,8 +4,11 @@ Whatever connection you pass is used as it is: inside ``conn.transaction()`` the
 appear when that transaction commits and never if it rolls back; on an autocommit
 connection each call commits on its own. pgjobs never calls ``commit()`` here.
 
-SQLAlchemy connections and sessions, and Django's connection, are accepted when they sit
-on psycopg 3 (see :func:`psycopg_connection`).
+Every common driver is accepted, and the job joins its transaction: psycopg 3, psycopg2
+connections and cursors, SQLAlchemy ``Connection``/``Session`` (psycopg or psycopg2
+dialect) and Django's connection on the sync face; psycopg 3 ``AsyncConnection``,
+asyncpg connections and SQLAlchemy ``AsyncConnection``/``AsyncSession`` (psycopg or
+asyncpg dialect) on the async one (see :mod:`pgjobs._drivers`).
 
 Unique tasks (``Task(unique_key=...)``) claim their key in the same transaction (see
 ``pgjobs/sql/unique.sql``): every enqueue function accepts them and returns, for a
@@ -322,36 +325,26 @@ def _claim_keys(
 
 
 def psycopg_connection(conn: Any) -> Any:
-    """Return the psycopg connection under *conn*, whatever wraps it.
+    """Return the psycopg 3 connection under *conn*, whatever wraps it.
 
     Accepts a psycopg ``Connection``/``AsyncConnection``, a SQLAlchemy ``Connection`` or
-    ``Session`` on the psycopg dialect, and Django's ``connection`` on the postgresql
-    backend. The transaction stays the wrapper's: pgjobs only adds statements to it.
+    ``Session`` on the psycopg dialect, and Django's ``connection`` on psycopg 3. The
+    transaction stays the wrapper's: pgjobs only adds statements to it. For functions
+    that need psycopg 3 itself (the enqueue functions take other drivers too).
     """
     if isinstance(conn, _PSYCOPG_CONNECTIONS):
         return conn
-    # SQLAlchemy Session: its connection() joins (or begins) the session's transaction.
-    if hasattr(conn, "get_bind") and hasattr(conn, "connection") and callable(conn.connection):
-        conn = conn.connection()
-    # SQLAlchemy Connection -> pooled DBAPI connection -> driver connection.
-    dbapi = getattr(conn, "connection", None)
-    driver = getattr(dbapi, "driver_connection", None)
+    from ._drivers import sync_driver
+
+    try:
+        driver = sync_driver(conn)
+    except TypeError:
+        driver = None
     if isinstance(driver, psycopg.Connection):
-        # SQLAlchemy begins its transaction lazily, on its first execute. Writing through
-        # the driver before that would leave the job in a transaction SQLAlchemy does not
-        # know about: its commit() would be a no-op and the pool would roll the job back.
-        # Begin it here, as SQLAlchemy's own execute would.
-        if not conn.in_transaction():
-            conn.begin()
         return driver
-    # Django: connection.connection is the psycopg connection once connected.
-    if hasattr(conn, "ensure_connection"):
-        conn.ensure_connection()
-        if isinstance(conn.connection, psycopg.Connection):
-            return conn.connection
     raise TypeError(
-        f"cannot enqueue through {type(conn).__name__}: pass a psycopg 3 connection, or a "
-        "SQLAlchemy connection/session or Django connection that uses psycopg 3"
+        f"cannot enqueue through {type(conn).__name__} here: pass a psycopg 3 connection, or "
+        "a SQLAlchemy connection/session or Django connection that uses psycopg 3"
     )
 
 
@@ -364,7 +357,7 @@ def enqueue(
 ) -> int:
     """Add *task* to the queue within *conn*'s current transaction; return the job id (for
     a unique task whose key is held, the id of the job holding it)."""
-    return run(psycopg_connection(conn), insert_op(task, schema, max_payload_bytes))
+    return run(conn, insert_op(task, schema, max_payload_bytes))
 
 
 def enqueue_many(
@@ -376,17 +369,18 @@ def enqueue_many(
 ) -> list[int]:
     """Add all *tasks* within *conn*'s transaction; ids in input order (for a unique task
     whose key is held, the id of the job holding it)."""
-    return run(psycopg_connection(conn), insert_many_op(tasks, schema, max_payload_bytes))
+    return run(conn, insert_many_op(tasks, schema, max_payload_bytes))
 
 
 async def enqueue_async(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Any,
     task: Task,
     *,
     schema: str = _queries.DEFAULT_SCHEMA,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> int:
-    """Async :func:`enqueue`, for a psycopg ``AsyncConnection``."""
+    """Async :func:`enqueue`, for a psycopg ``AsyncConnection``, an asyncpg connection or
+    a SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
     return await run_async(conn, insert_op(task, schema, max_payload_bytes))
 
 
@@ -403,26 +397,26 @@ def enqueue_unique(
     A second enqueuer of the same key waits until the first one's transaction ends, then
     sees its job (a duplicate) or, if it rolled back, claims the key itself.
     """
-    return run(psycopg_connection(conn), unique_insert_op(task, schema, max_payload_bytes))
+    return run(conn, unique_insert_op(task, schema, max_payload_bytes))
 
 
 async def enqueue_unique_async(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Any,
     task: Task,
     *,
     schema: str = _queries.DEFAULT_SCHEMA,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> EnqueueResult:
-    """Async :func:`enqueue_unique`, for a psycopg ``AsyncConnection``."""
+    """Async :func:`enqueue_unique` (connections as for :func:`enqueue_async`)."""
     return await run_async(conn, unique_insert_op(task, schema, max_payload_bytes))
 
 
 async def enqueue_many_async(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Any,
     tasks: Iterable[Task],
     *,
     schema: str = _queries.DEFAULT_SCHEMA,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> list[int]:
-    """Async :func:`enqueue_many`, for a psycopg ``AsyncConnection``."""
+    """Async :func:`enqueue_many` (connections as for :func:`enqueue_async`)."""
     return await run_async(conn, insert_many_op(tasks, schema, max_payload_bytes))

@@ -9,6 +9,8 @@ import shlex
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -327,7 +329,15 @@ def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(tmp_path: Path) 
             assert output.startswith("starting an embedded Postgres")
             assert re.search(r"\s16 done", output), output
             run_printed(printed_commands(output))
+            url = re.search(r"^Open the dashboard: (http://127\.0\.0\.1:\d+/)$", output, re.M)
+            assert url, output
+            with urllib.request.urlopen(url.group(1), timeout=30) as response:
+                page = response.read().decode()
+            for queue in ("critical", "default", "low"):
+                assert f'<tr data-queue="{queue}">' in page
             demo.send_signal(signal.SIGINT)
             assert demo.wait(timeout=60) == 0
+            with pytest.raises(urllib.error.URLError):  # the dashboard stopped with it
+                urllib.request.urlopen(url.group(1), timeout=5)
         finally:
             demo.kill()

@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 pytest.importorskip("jinja2", reason="the dashboard extra is not installed")
-pytest.importorskip("httpx", reason="starlette's test client needs httpx")
+pytest.importorskip("httpx2", reason="starlette's test client needs httpx2")
 
 from psycopg.conninfo import make_conninfo
 from starlette.applications import Starlette
@@ -158,12 +158,102 @@ def test_job_page_names_the_worker_holding_a_running_job(client, db) -> None:
     assert "No live leader" in workers
 
 
+def queue_cells(page: str, queue: str) -> dict[str, str]:
+    """The queues page's cells for *queue*: each state's count, and the oldest ready age."""
+    row = page.split(f'<tr data-queue="{queue}">', 1)[1].split("</tr>", 1)[0]
+    cells = dict(re.findall(r'data-state="(\w+)"[^>]*><a [^>]*>([^<]*)</a>', row))
+    cells["oldest"] = re.search(r'data-field="oldest-ready"[^>]*>([^<]*)<', row).group(1)
+    return cells
+
+
+def test_queue_counts_are_exact_below_the_cap_and_n_plus_above(dsn, db) -> None:
+    """With a cap of 3: a queue's 2 available jobs read 2, another's 5 read 3+; the 2
+    scheduled jobs (fewer than 3 in all queues) are exact; 4 failed jobs across queues are
+    more than 3, so each queue's failed count is a lower bound, marked +."""
+    pgjobs.enqueue_many(db, [pgjobs.Task("a", queue="big") for _ in range(5)])
+    small = pgjobs.enqueue_many(db, [pgjobs.Task("a", queue="small") for _ in range(2)])
+    db.execute(
+        "update pgjobs.jobs set run_at = now() - interval '2 hours' where id = %s", (small[0],)
+    )
+    pgjobs.enqueue_many(db, [pgjobs.Task("a", queue="small", delay=3600) for _ in range(2)])
+    for queue in ("big", "big", "small", "other"):
+        fail(db, pgjobs.enqueue(db, pgjobs.Task("a", queue=queue)), "boom")
+    with TestClient(dashboard.app(dsn, poll_interval=0, count_cap=3)) as client:
+        page = client.get("/").text
+    big, small_row, other = (queue_cells(page, q) for q in ("big", "small", "other"))
+    assert (big["available"], small_row["available"]) == ("3+", "2")
+    assert (small_row["scheduled"], big["scheduled"]) == ("2", "0")
+    failed = {
+        q: cells["failed"] for q, cells in (("big", big), ("small", small_row), ("other", other))
+    }
+    assert all(count.endswith("+") for count in failed.values()), failed
+    assert sum(int(count[:-1]) for count in failed.values()) == 4  # the cap + 1 read
+    assert small_row["oldest"] == "2 h 0 min"  # exact: every available job was read
+    assert big["oldest"].startswith("≥ ")  # at least: only the next 3 were read
+    assert "more than 3 available jobs in this queue" in page
+    assert 'id="counts-note"' in page
+
+
+def test_queue_counts_match_queue_summary_below_the_cap(client, db) -> None:
+    pgjobs.enqueue_many(db, [pgjobs.Task("a", queue=f"q{i % 3}") for i in range(10)])
+    pgjobs.enqueue_many(db, [pgjobs.Task("a", queue="q1", delay=60) for _ in range(4)])
+    fail(db, pgjobs.enqueue(db, pgjobs.Task("a", queue="q2")), "boom")
+    db.execute("update pgjobs.jobs set state = 'cancelled', finished_at = now() where id = 1")
+    page = client.get("/").text
+    for summary in pgjobs.admin.queue_summary(db):
+        cells = queue_cells(page, summary.queue)
+        for state in ("scheduled", "available", "running", "failed", "cancelled"):
+            assert cells[state] == str(getattr(summary, state)), (summary.queue, state)
+
+
+def test_the_queue_counts_read_the_claim_and_state_time_indexes(dsn) -> None:
+    """No scan of the jobs table: available jobs are counted in jobs_claim_idx, the other
+    states read in jobs_state_time_idx (its CASE written as the index's)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                b"explain " + _queries.queries()["dashboard_queue_counts"], {"cap": 10}
+            ).fetchall()
+        )
+    jobs_scans = [line for line in plan.splitlines() if " on jobs " in line]
+    assert jobs_scans
+    assert all("_claim_idx" in s or "_state_time_idx" in s for s in jobs_scans), plan
+    assert "Index Cond: ((queue)::text = " in plan
+    assert re.search(r"Index Cond: \(state = s(_\d+)?\.state\)", plan), plan
+    assert "Sort Key: j" not in plan  # the state-time sample comes in index order
+
+
 def test_health_page_shows_the_doctor_checks(client, db) -> None:
     findings = pgjobs.admin.doctor(db)
     page = client.get("/health").text
     assert findings
     for finding in findings:
         assert f'<tr data-check="{finding.check_name}">' in page
+    assert re.search(r'<p id="checked">Checked at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d', page)
+
+
+def test_health_page_answers_while_the_checks_are_blocked(dsn, db) -> None:
+    """doctor() runs off the request: while it waits on a lock, the page answers at once
+    and says so; once the lock is gone, the page shows the findings."""
+    blocker = psycopg.connect(dsn)
+    blocker.execute("lock table pgjobs.jobs in access exclusive mode")
+    with TestClient(dashboard.app(dsn, poll_interval=0)) as client:
+        try:
+            started = time.monotonic()
+            page = client.get("/health")
+            assert time.monotonic() - started < 5
+            assert page.status_code == 200
+            assert "Running the checks" in page.text
+            assert "<tr data-check=" not in page.text
+        finally:
+            blocker.rollback()
+            blocker.close()
+        deadline = time.monotonic() + 20
+        while "<tr data-check=" not in (page := client.get("/health").text):
+            assert time.monotonic() < deadline, "the checks never finished"
+    assert "Checked at" in page
 
 
 @pytest.mark.parametrize(

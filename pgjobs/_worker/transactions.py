@@ -35,6 +35,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .. import _queries
+from .._ops import Op, Statement
 from ..errors import JobLostError, Snooze
 from .outcome import Outcome, encode_result, finish_params
 
@@ -166,6 +167,12 @@ class JobTransactions:
                 yield conn
         finally:
             await pool.putconn(conn)
+
+    def finish_op(self, ctx: Context) -> Op[None]:
+        """The job's completion as an operation, to run in a transaction that is not
+        ours (pgjobs.contrib.django.atomic: Django's, on Django's connection)."""
+        if not (yield Statement(self._finish, self._params(ctx))):
+            raise self._lost(ctx)
 
     @contextmanager
     def completing(

@@ -4,7 +4,8 @@ It enqueues example jobs in three weighted queues (one inside a transaction that
 back, to show it never runs), runs a real worker on them with a line of progress every
 half second, and stops the worker by itself when they are done (or on Ctrl-C). Then it
 prints commands to look at what happened, runnable as printed, and keeps an embedded
-database up for them until Ctrl-C.
+database up for them until Ctrl-C, with the web dashboard on it (when the ``dashboard``
+extra is installed) at the URL it prints.
 
 Everything lives in its own schema, ``pgjobs_demo``: on a database given with
 ``--dsn`` it never sees, let alone runs, the jobs of the application's ``pgjobs``
@@ -19,7 +20,9 @@ import dataclasses
 import logging
 import random
 import shlex
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +51,9 @@ QUEUES = {"critical": 6, "default": 3, "low": 1}
 #: The demo's own schema, apart from an application's ``pgjobs``.
 SCHEMA = "pgjobs_demo"
 
+#: The dashboard's port when it is free (another one otherwise), on 127.0.0.1 only.
+DASHBOARD_PORT = 8080
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -56,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start an embedded Postgres (or use --dsn), create the schema "
         f"{SCHEMA} in it, enqueue example jobs in weighted queues critical=6, default=3, "
         "low=1, and run a worker on them, showing progress. When the jobs are done it "
-        "prints commands to look at them, and keeps an embedded database up until Ctrl-C.",
+        "prints commands to look at them, and keeps an embedded database up until Ctrl-C, "
+        "with the web dashboard on it at the URL it prints.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -173,10 +180,61 @@ def next_steps(dsn: str) -> list[tuple[str, str]]:
     ]
 
 
-def _print_next_steps(dsn: str) -> None:
+def _print_next_steps(dsn: str, dashboard_url: str | None) -> None:
     print("\nTry next:")
     for what, command in next_steps(dsn):
         print(f"  # {what}\n  {command}")
+    if dashboard_url:
+        print(f"Open the dashboard: {dashboard_url}", flush=True)
+    else:
+        pgjobs = f"{shlex.quote(sys.executable)} -m pgjobs"
+        print(
+            f"The dashboard on these jobs: {pgjobs} dashboard --dsn {shlex.quote(dsn)} "
+            f"--schema {SCHEMA}"
+        )
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", DASHBOARD_PORT))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def _dashboard(dsn: str) -> Iterator[str | None]:
+    """The dashboard on the demo's schema, served by uvicorn in a thread until the block
+    ends; its URL, or None without the ``dashboard`` extra."""
+    try:
+        import uvicorn
+
+        from ..dashboard import app
+    except ImportError as exc:
+        print(f'(the dashboard needs pip install "pgjobs[dashboard]": {exc})')
+        yield None
+        return
+    sock = _listening_socket()
+    config = uvicorn.Config(app(dsn, schema=SCHEMA), log_level="warning")
+    server = uvicorn.Server(config)
+    # Off the main thread, uvicorn leaves the signal handlers alone: Ctrl-C stays the
+    # main thread's, which then tells the server to exit.
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="pgjobs-demo-dashboard", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        host, port = sock.getsockname()[:2]
+        yield f"http://{host}:{port}/" if server.started else None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def _keep_up_until_interrupted() -> None:
@@ -199,7 +257,10 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("interrupted")
             return 130
-        _print_next_steps(dsn)
-        if args.dsn is None:
+        if args.dsn is not None:
+            _print_next_steps(dsn, None)
+            return 0
+        with _dashboard(dsn) as url:
+            _print_next_steps(dsn, url)
             _keep_up_until_interrupted()
     return 0

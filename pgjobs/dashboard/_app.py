@@ -29,7 +29,7 @@ from starlette.routing import Route
 from .. import admin
 from .._dsn import redact, resolve_dsn
 from .._queries import DEFAULT_SCHEMA
-from ._data import MAX_BULK, JobFilter, Store, Throughput
+from ._data import COUNT_CAP, MAX_BULK, JobFilter, Store, Throughput
 from ._guard import CSRF_COOKIE, SESSION_COOKIE, Guard
 
 __all__ = ["app"]
@@ -80,6 +80,7 @@ def app(
     token: str | None = None,
     poll_interval: float = 3.0,
     pool_size: int = 4,
+    count_cap: int = COUNT_CAP,
 ) -> Starlette:
     """The dashboard as an ASGI application, to serve or to mount in your own app::
 
@@ -89,10 +90,11 @@ def app(
     *dsn* defaults to ``$PGJOBS_DSN``, then ``$DATABASE_URL``. With *token*, every page
     asks for it (a sign-in form, or ``Authorization: Bearer``). *read_only* offers and
     accepts no action. Pages refresh their data every *poll_interval* seconds (0: never).
-    Database connections (at most *pool_size*) open at the first request.
+    Database connections (at most *pool_size*) open at the first request. The queues
+    page counts up to *count_cap* jobs per queue and state, and shows "N+" above.
     """
     dsn = resolve_dsn(dsn)
-    store = Store(dsn, schema=schema, pool_size=pool_size)
+    store = Store(dsn, schema=schema, pool_size=pool_size, count_cap=count_cap)
     settings = Settings(schema, read_only, poll_interval, redact(dsn))
     pages = _Pages(store, Guard(token), settings)
 
@@ -245,7 +247,14 @@ class _Pages:
             return self._login_form(request)
         summaries, series = await self._call(self.store.queues)
         charts = {q.queue: chart(series.get(q.queue, Throughput())) for q in summaries}
-        return self.render(request, "queues.html", page="queues", queues=summaries, charts=charts)
+        return self.render(
+            request,
+            "queues.html",
+            page="queues",
+            queues=summaries,
+            charts=charts,
+            cap=self.store.count_cap,
+        )
 
     async def jobs(self, request: Request) -> Response:
         if not self.guard.signed_in(request):
@@ -289,8 +298,8 @@ class _Pages:
     async def health(self, request: Request) -> Response:
         if not self.guard.signed_in(request):
             return self._login_form(request)
-        findings = await self._call(self.store.health)
-        return self.render(request, "health.html", page="health", findings=findings)
+        health = await self._call(self.store.health)
+        return self.render(request, "health.html", page="health", health=health)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]

@@ -7,11 +7,14 @@ Every call is a short autocommit statement, so a page holds no lock a worker wai
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -21,11 +24,30 @@ from .. import _queries, admin
 from .._ops import Op, Rows, Statement, run
 from .._worker.leader import LEADER_NAME
 
-__all__ = ["MAX_BULK", "MAX_PAGE", "JobFilter", "Store", "Throughput"]
+log = logging.getLogger("pgjobs.dashboard")
+
+__all__ = [
+    "COUNT_CAP",
+    "MAX_BULK",
+    "MAX_PAGE",
+    "Count",
+    "Findings",
+    "JobFilter",
+    "QueueCounts",
+    "Store",
+    "Throughput",
+]
 
 #: Most jobs on one page of the list, and most jobs one bulk retry touches.
 MAX_PAGE = 200
 MAX_BULK = 10_000
+#: The queues page counts up to this many jobs (see dashboard_queue_counts) and shows
+#: "10000+" beyond: a bounded read however many jobs are retained.
+COUNT_CAP = 10_000
+#: How long the health page shows one run of doctor() before starting the next, and how
+#: long a request waits for a run in progress before showing the previous one.
+HEALTH_TTL = 30.0
+HEALTH_WAIT = 1.0
 DEFAULT_PAGE = 50
 _MAX_TEXT = 255  # queue and kind names are at most this long (a CHECK in migration 0001)
 
@@ -111,11 +133,101 @@ class Throughput:
     failed: list[int] = field(default_factory=lambda: [0] * 60)
 
 
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A number of jobs that is exact, or (capped) at least *value*."""
+
+    value: int
+    capped: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.value}+" if self.capped else str(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """One row of the queues page (dashboard_queue_counts): bounded counts, not
+    queue_summary's full ones."""
+
+    queue: str
+    paused: bool
+    paused_at: datetime | None
+    scheduled: Count
+    available: Count
+    running: Count
+    failed: Count
+    cancelled: Count
+    #: How long the oldest ready job has waited; at least that long when
+    #: oldest_ready_exact is false (more available jobs than the page counts).
+    oldest_ready_age: timedelta | None
+    oldest_ready_exact: bool
+    completed_last_minute: int
+    failed_last_minute: int
+    retried_last_minute: int
+    workers: int
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """The latest doctor() run: its findings (None before the first one ends), when it
+    ended, and whether a newer run is under way."""
+
+    findings: list[admin.DoctorFinding] | None
+    checked_at: datetime | None
+    running: bool
+    error: str | None = None
+
+
+class _Background:
+    """The latest result of a slow read, refreshed in a thread at most every *ttl*
+    seconds, so that no request waits longer than *wait* for it."""
+
+    def __init__(self, read: Callable[[], list[admin.DoctorFinding]], ttl: float) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: Findings = Findings(None, None, running=False)
+        self._refreshed = -math.inf
+
+    def get(self, wait: float) -> Findings:
+        with self._lock:
+            if self._thread is None and time.monotonic() - self._refreshed >= self._ttl:
+                self._done.clear()
+                self._thread = threading.Thread(
+                    target=self._refresh, name="pgjobs-dashboard-doctor", daemon=True
+                )
+                self._thread.start()
+        self._done.wait(wait)
+        with self._lock:
+            return replace(self._result, running=self._thread is not None)
+
+    def _refresh(self) -> None:
+        try:
+            findings = self._read()
+        except Exception as exc:  # shown on the page; the next request tries again
+            log.warning("pgjobs dashboard: doctor() failed: %s", exc)
+            result = replace(self._result, error=str(exc))
+        else:
+            result = Findings(findings, datetime.now(UTC), running=False)
+        with self._lock:
+            self._result = result
+            self._refreshed = time.monotonic()
+            self._thread = None
+            self._done.set()
+
+
 class Store:
     """The database side of the dashboard: a lazily opened pool and one method per need."""
 
-    def __init__(self, dsn: str, *, schema: str, pool_size: int = 4) -> None:
+    def __init__(
+        self, dsn: str, *, schema: str, pool_size: int = 4, count_cap: int = COUNT_CAP
+    ) -> None:
         self.schema = _queries.check_schema_name(schema)
+        self.count_cap = count_cap
+        self._doctor = _Background(self._run_doctor, HEALTH_TTL)
         self._queries = _queries.queries(schema)
         self._dsn = dsn
         self._pool_size = pool_size
@@ -128,7 +240,9 @@ class Store:
             self._dsn,
             min_size=1,
             max_size=self._pool_size,
-            kwargs={"autocommit": True},
+            # JIT compiling costs more than a second on the queues page's plan, whose
+            # costs the planner overestimates; every dashboard query is short.
+            kwargs={"autocommit": True, "options": "-c jit=off"},
             open=False,
             name="pgjobs-dashboard",
         )
@@ -163,10 +277,11 @@ class Store:
 
     # --- reads ------------------------------------------------------------------------
 
-    def queues(self) -> tuple[list[admin.QueueSummary], dict[str, Throughput]]:
+    def queues(self) -> tuple[list[QueueCounts], dict[str, Throughput]]:
         with self.connection() as conn:
-            summaries = admin.queue_summary(conn, schema=self.schema)
+            counts = self._rows(conn, "dashboard_queue_counts", {"cap": self.count_cap})
             rows = self._rows(conn, "dashboard_throughput")
+        summaries = [_queue_counts(row) for row in counts]
         this_minute = _minute(datetime.now(UTC))
         series: dict[str, Throughput] = {}
         for queue, minute, completed, failed, _retried in rows:
@@ -204,7 +319,12 @@ class Store:
             leader = self._rows(conn, "leader_get", {"name": LEADER_NAME})
         return workers, (leader[0] if leader else None)
 
-    def health(self) -> list[admin.DoctorFinding]:
+    def health(self) -> Findings:
+        """The latest doctor() run, refreshed in the background: its checks read the
+        whole jobs table, seconds on millions of jobs."""
+        return self._doctor.get(HEALTH_WAIT)
+
+    def _run_doctor(self) -> list[admin.DoctorFinding]:
         with self.connection() as conn:
             return admin.doctor(conn, schema=self.schema)
 
@@ -243,6 +363,25 @@ class Store:
         params = flt.params() | {"limit": MAX_BULK}
         with self.connection() as conn:
             return int(self._rows(conn, "dashboard_job_retry_matching", params)[0][0])
+
+
+def _queue_counts(row: tuple[Any, ...]) -> QueueCounts:
+    (queue, paused, paused_at, scheduled, available, available_capped, running, failed,
+     cancelled, oldest_ready_age, *rest, capped_states) = row  # fmt: skip
+    capped = set(capped_states)
+    return QueueCounts(
+        queue,
+        paused,
+        paused_at,
+        Count(scheduled, "scheduled" in capped),
+        Count(available, available_capped),
+        Count(running, "running" in capped),
+        Count(failed, "failed" in capped),
+        Count(cancelled, "cancelled" in capped),
+        oldest_ready_age,
+        not (available_capped or "scheduled" in capped),
+        *rest,
+    )
 
 
 def _minute(moment: datetime) -> datetime:

@@ -1,0 +1,1 @@
+"""A Django shop whose orders email a receipt through pgjobs (see ../README.md)."""

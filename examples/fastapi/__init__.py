@@ -1,0 +1,1 @@
+"""A FastAPI shop on pgjobs (see app.py)."""

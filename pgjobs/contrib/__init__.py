@@ -1,0 +1,1 @@
+"""Framework integrations; each is imported only by applications that use it."""
