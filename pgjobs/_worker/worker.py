@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .._dsn import redact, resolve_dsn
+from .._pooler import pooled_async
 from .._version import __version__
 from ..config import Config
 from ..context import Context
@@ -90,9 +92,15 @@ REARM_INTERVAL = 0.010
 RESCAN_INTERVAL = 0.1
 
 
-async def _asynchronous_commit(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The worker's own writes need no WAL flush to be correct (see Config)."""
-    await conn.execute(b"set synchronous_commit = off")
+async def _configure(conn: psycopg.AsyncConnection[Any], synchronous_commit: bool) -> None:
+    """Set up a connection of the worker's pool (see _pooler.py for poolers).
+
+    The worker's own writes need no WAL flush to be correct (see Config), but through a
+    pooler the setting would stay on the server connection and reach other clients'
+    transactions, such as an application's enqueue, which must be durable.
+    """
+    if not await pooled_async(conn) and not synchronous_commit:
+        await conn.execute(b"set synchronous_commit = off")
 
 
 class Running:
@@ -221,7 +229,7 @@ class Worker:
             min_size=3,
             max_size=4,
             kwargs={"autocommit": True},
-            configure=None if config.synchronous_commit else _asynchronous_commit,
+            configure=functools.partial(_configure, synchronous_commit=config.synchronous_commit),
             open=False,
             name="pgjobs-worker",
         )
@@ -258,7 +266,13 @@ class Worker:
         self._spawn(self._claim_loop(), "claim loop")
         self._spawn(self._completer.run(), "completer")
         if config.listen:
-            self._listener = Listener(dsn, config.schema, self._on_wakeup, self._on_control)
+            self._listener = Listener(
+                dsn,
+                config.schema,
+                self._on_wakeup,
+                self._on_control,
+                poll_interval=config.poll_interval,
+            )
             self._spawn(self._listener.run(), "listener")
         services = (
             Heartbeat(

@@ -16,6 +16,7 @@ import psycopg
 import psycopg.errors
 
 from .. import admin
+from .._pooler import pooled
 from ..errors import SchemaError
 from ._common import add_database_options, dsn_from, schema_from
 
@@ -70,6 +71,7 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
     schema = schema_from(args)
     dsn = dsn_from(args)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        pooled(conn)  # a purge repeats its statements: not prepared through a pooler
         try:
             yield conn
         except (
