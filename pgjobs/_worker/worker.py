@@ -74,6 +74,9 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("pgjobs.worker")
 
+#: Names the host in the workers table instead of the machine's host name, where that
+#: one says nothing (every container of a pod, say, or processes grouped by hand).
+HOST_VARIABLE = "PGJOBS_WORKER_HOST"
 #: Longest wait for more free slots before a claim (see Worker._gather_slots).
 CLAIM_COALESCE = 0.002
 #: First poll after running out of work; each further poll waits twice as long, up to
@@ -240,7 +243,7 @@ class Worker:
         await self._pool.open(wait=True, timeout=30.0)
         self._row = {
             "id": self.id,
-            "host": socket.gethostname(),
+            "host": os.environ.get(HOST_VARIABLE) or socket.gethostname(),
             "pid": os.getpid(),
             "queues": self._queue_names,
             "concurrency": config.concurrency,
