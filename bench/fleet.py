@@ -120,7 +120,8 @@ def drain(admin: str, processes: int, jobs: int, *, bouncer: Any = None) -> dict
     worker_dsn = bouncer.dsn(dsn) if bouncer else dsn
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, jobs, 50_000):
-            pgjobs.enqueue_many(conn, [pgjobs.Task("fleet") for _ in range(min(50_000, jobs - start))])
+            batch = min(50_000, jobs - start)
+            pgjobs.enqueue_many(conn, [pgjobs.Task("fleet") for _ in range(batch)])
         conn.execute("vacuum analyze pgjobs.jobs")
     out = Path(tempfile.mkdtemp(prefix="fleet-"))
     fleet = Fleet(worker_dsn, out, "default=1")
