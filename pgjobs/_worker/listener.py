@@ -3,7 +3,7 @@
 It needs a session of its own. Through a pooler in transaction mode (PgBouncer's
 ``pool_mode = transaction``) LISTEN is accepted but its notifications never arrive: the
 server connection that ran it goes back to the pool. So after each LISTEN the listener
-sends itself a notification from another connection; if it does not arrive within
+sends itself a notification from a connection of the worker's pool; if it does not arrive within
 ``CHECK_TIMEOUT`` it says so in the log and stops, and the worker polls for work every
 ``poll_interval`` (``listen=False`` skips the check and the connection). When the
 connection drops it reconnects with backoff and then wakes the worker, since
@@ -16,8 +16,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .._dsn import redact
@@ -35,6 +37,7 @@ class Listener:
     def __init__(
         self,
         dsn: str,
+        pool: AsyncConnectionPool[Any],
         schema: str,
         on_wakeup: Callable[[str | None], None],
         on_control: Callable[[str], None],
@@ -42,6 +45,7 @@ class Listener:
         poll_interval: float = 1.0,
     ) -> None:
         self._dsn = dsn
+        self._pool = pool
         self._wakeup = _queries.wakeup_channel(schema)
         self._control = _queries.control_channel(schema)
         self._on_wakeup = on_wakeup
@@ -94,8 +98,8 @@ class Listener:
     async def _hears_itself(self, conn: psycopg.AsyncConnection[psycopg.rows.TupleRow]) -> bool:
         """Send a notification from another connection; True if it reaches *conn*."""
         token = f"pgjobs-listen-check-{uuid.uuid4()}"
-        sender = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-        async with sender:
+        # A connection of the worker's pool: no extra connection against the budget.
+        async with self._pool.connection() as sender:
             await sender.execute("select pg_notify(%s, %s)", (self._wakeup, token), prepare=False)
         async for note in conn.notifies(timeout=CHECK_TIMEOUT):
             if note.channel == self._wakeup and note.payload == token:

@@ -271,6 +271,7 @@ class Worker:
         if config.listen:
             self._listener = Listener(
                 dsn,
+                self._pool,
                 config.schema,
                 self._on_wakeup,
                 self._on_control,
