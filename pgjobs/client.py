@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from . import _queries
 from ._dsn import resolve_dsn
 from ._ops import Op, run, run_async
+from ._pooler import configure, configure_async, pooled, pooled_async
 from .enqueue import (
     EnqueueResult,
     insert_many_op,
@@ -126,7 +127,9 @@ class Client(_ClientBase):
             min_connections=min_connections,
             max_connections=max_connections,
         )
-        self._pool: ConnectionPool[Any] = ConnectionPool(self.dsn, **self._pool_args)
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            self.dsn, configure=configure, **self._pool_args
+        )
         self._opened = False
 
     def __enter__(self) -> Self:
@@ -192,10 +195,13 @@ class Client(_ClientBase):
         completed in the very statement that ran as this call registered. Raises
         TimeoutError after *timeout* seconds. The worker that finishes the job sends a
         NOTIFY because this call registered as a waiter; there is no busy polling.
+        Through a pooler in transaction mode (PgBouncer) the NOTIFY never arrives, and
+        the job is re-read once a second instead.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         statements = _queries.queries(self.schema)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
+            pooled(conn)
             conn.execute(f"LISTEN {_queries.finished_channel(self.schema)}".encode())
             conn.execute(statements["waiter_add"], {"id": job_id})
             try:
@@ -232,7 +238,9 @@ class AsyncClient(_ClientBase):
             min_connections=min_connections,
             max_connections=max_connections,
         )
-        self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(self.dsn, **self._pool_args)
+        self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.dsn, configure=configure_async, **self._pool_args
+        )
         self._opened = False
 
     async def __aenter__(self) -> Self:
@@ -289,6 +297,7 @@ class AsyncClient(_ClientBase):
         statements = _queries.queries(self.schema)
         conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         async with conn:
+            await pooled_async(conn)
             await conn.execute(f"LISTEN {_queries.finished_channel(self.schema)}".encode())
             await conn.execute(statements["waiter_add"], {"id": job_id})
             try:

@@ -8,6 +8,12 @@ Which Postgres:
 One database is migrated per session and used as a template; each test's database is
 a copy of it (``CREATE DATABASE ... TEMPLATE``), which is much faster than migrating.
 
+Tests marked ``through_pgbouncer`` (whole modules: the worker's and enqueue's) run twice,
+``[direct]`` and ``[pgbouncer]``: the second time their ``dsn`` reaches the same fresh
+database through a real PgBouncer in transaction mode (tests/pgbouncer.py), started
+for the test; ``db``, the observer's connection, stays direct. A test that cannot
+work through it (it LISTENs itself) is marked ``direct_only``.
+
 Tests marked ``slow`` (seconds each: 100k-job batches, wheel builds, subprocesses that
 start a server) run by default; ``-m "not slow"`` leaves them out for a quick loop.
 """
@@ -28,10 +34,49 @@ from psycopg.conninfo import make_conninfo
 import pgjobs
 from pgjobs import migrate
 from pgjobs.embedded import _ensure_runtime_dir
+from tests.pgbouncer import BINARY as PGBOUNCER
+from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import available as pgbouncer_available
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes seconds; deselect with -m 'not slow'")
+    config.addinivalue_line(
+        "markers", "through_pgbouncer: run once more with dsn through PgBouncer (transaction mode)"
+    )
+    config.addinivalue_line("markers", "direct_only(reason): not run through PgBouncer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    node = metafunc.definition
+    if (
+        "dsn" in metafunc.fixturenames
+        and node.get_closest_marker("through_pgbouncer")
+        and not node.get_closest_marker("direct_only")
+    ):
+        metafunc.parametrize("route", ["direct", "pgbouncer"], indirect=True)
+
+
+@pytest.fixture
+def route(request: pytest.FixtureRequest) -> str:
+    """How ``dsn`` reaches the test's database: ``direct`` or through ``pgbouncer``."""
+    return getattr(request, "param", "direct")
+
+
+@pytest.fixture
+def pgbouncer(admin_dsn: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test server, for one test.
+
+    One per test, not per session: PgBouncer 1.18 made a database entry for each test's
+    database (the wildcard entry) and, after some tens of them, once left a new client
+    waiting at login for good."""
+    if not pgbouncer_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"{PGBOUNCER} is missing (.ci/run installs Debian's pgbouncer)")
+        pytest.skip(f"{PGBOUNCER} is not installed (apt-get install pgbouncer)")
+    bouncer = PgBouncer(admin_dsn).start()
+    yield bouncer
+    bouncer.stop()
 
 
 def _embedded_server_dsn(stack: list[Any]) -> str:
@@ -104,11 +149,20 @@ def template_db(databases: Databases) -> str:
 
 
 @pytest.fixture
-def dsn(databases: Databases, template_db: str) -> Iterator[str]:
+def direct_dsn(databases: Databases, template_db: str) -> Iterator[str]:
     """A fresh database with the pgjobs schema at head, for this test alone."""
     name = databases.create(template=template_db)
     yield databases.dsn(name)
     databases.drop(name)
+
+
+@pytest.fixture
+def dsn(direct_dsn: str, route: str, request: pytest.FixtureRequest) -> str:
+    """The test's fresh database (``direct_dsn``), through PgBouncer if ``route`` says so."""
+    if route == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.dsn(direct_dsn)
+    return direct_dsn
 
 
 @pytest.fixture
@@ -132,9 +186,10 @@ async def aconn(dsn: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
 
 
 @pytest.fixture
-def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection for looking at the database from outside a test's transaction."""
-    with psycopg.connect(dsn, autocommit=True) as connection:
+def db(direct_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection for looking at the database from outside a test's
+    transaction; always direct, so that it can LISTEN and prepare."""
+    with psycopg.connect(direct_dsn, autocommit=True) as connection:
         yield connection
 
 

@@ -35,6 +35,10 @@ OPERATOR_COMMANDS = [
 ]
 
 
+# Every command, once more through PgBouncer (conftest.py).
+pytestmark = pytest.mark.through_pgbouncer
+
+
 class Run:
     """``run(*argv)`` -> (exit status, stdout, stderr) of one ``pgjobs`` command."""
 
@@ -523,7 +527,8 @@ def test_doctor_json_lists_findings_and_blockers(run, dsn) -> None:
         holder.execute("insert into pgjobs.queues (name) values ('x')")  # holds an xid
         code, out, _ = run("doctor", "--json", "--long-transaction", "0s")
         data = json.loads(out)
-        pid = holder.info.backend_pid
+        # The server's pid: through PgBouncer, info.backend_pid is one PgBouncer made up.
+        pid = holder.execute("select pg_backend_pid()").fetchone()[0]
     assert code == 1
     assert any(
         f["check_name"] == "vacuum horizon" and f"pid {pid} " in f["detail"]

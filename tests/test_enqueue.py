@@ -25,6 +25,8 @@ import pgjobs
 from pgjobs.errors import InvalidTaskError, PayloadError, PayloadTooLargeError
 from pgjobs.task import DEFAULT_MAX_PAYLOAD_BYTES
 
+pytestmark = pytest.mark.through_pgbouncer
+
 Task = pgjobs.Task
 
 
@@ -668,6 +670,7 @@ def _wakeups_until_sentinel(dsn: str, enqueue: Callable[[psycopg.Connection[Any]
     raise AssertionError("the sentinel notification never arrived")
 
 
+@pytest.mark.direct_only("it LISTENs on the dsn")
 def test_no_wakeup_without_a_waiting_worker(dsn: str, db: psycopg.Connection[Any]) -> None:
     _register_worker(db, ["default"], waiting=False)
     _register_worker(db, ["other"], waiting=True)
@@ -681,6 +684,7 @@ def test_no_wakeup_without_a_waiting_worker(dsn: str, db: psycopg.Connection[Any
     assert sent == []
 
 
+@pytest.mark.direct_only("it LISTENs on the dsn")
 def test_wakeup_when_a_worker_of_the_queue_waits(dsn: str, db: psycopg.Connection[Any]) -> None:
     _register_worker(db, ["default", "mail"], waiting=True)
     assert _wakeups_until_sentinel(dsn, lambda conn: pgjobs.enqueue(conn, Task("k"))) == ["default"]
@@ -693,6 +697,7 @@ def test_wakeup_when_a_worker_of_the_queue_waits(dsn: str, db: psycopg.Connectio
     assert sorted(sent) == ["default", "mail"]
 
 
+@pytest.mark.direct_only("it LISTENs on the dsn")
 @pytest.mark.parametrize(
     "task",
     [Task("k"), Task("k", max_retry=3), Task("k", delay=0)],
@@ -705,6 +710,7 @@ def test_each_insert_statement_wakes_a_waiting_worker(
     assert _wakeups_until_sentinel(dsn, lambda conn: pgjobs.enqueue(conn, task)) == ["default"]
 
 
+@pytest.mark.direct_only("it LISTENs on the dsn")
 def test_no_wakeup_for_scheduled_or_rolled_back_jobs(dsn: str, db: psycopg.Connection[Any]) -> None:
     _register_worker(db, ["default"], waiting=True)
     assert (

@@ -266,6 +266,7 @@ async def crash_leadership(server: pgjobs.Server) -> None:
         await lost._stop_services()
 
 
+@pytest.mark.through_pgbouncer
 async def test_three_workers_one_leader_every_tick_once(dsn, db, servers) -> None:
     config = make_config(dsn, leader_interval=0.2, poll_interval=0.5)
 
@@ -303,6 +304,7 @@ async def test_three_workers_one_leader_every_tick_once(dsn, db, servers) -> Non
     assert sum(elector(s).terms for s in workers if s.worker) <= 3
 
 
+@pytest.mark.through_pgbouncer
 async def test_a_leader_that_lost_its_term_stops_its_services(dsn, db, servers) -> None:
     config = make_config(dsn, leader_interval=0.2)
     [server] = await servers(1, config, lambda s: None)

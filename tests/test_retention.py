@@ -201,6 +201,7 @@ async def test_a_pass_is_bounded_and_the_next_continues(dsn, db, monkeypatch) ->
 # --- on the leader only -------------------------------------------------------------------
 
 
+@pytest.mark.through_pgbouncer
 async def test_completed_jobs_are_kept_for_their_retention_then_pruned_by_the_leader(
     dsn, db, running
 ) -> None:

@@ -19,15 +19,18 @@ import pytest
 
 import pgjobs
 from pgjobs.backoff import constant
+from tests.pgbouncer import routed
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.through_pgbouncer]
 
 WEIGHTS = {"critical": 6, "default": 3, "low": 1}
 
 
 def make_config(dsn: str, **overrides: Any) -> pgjobs.Config:
-    # A long poll interval proves that wakeups come from NOTIFY, not from polling.
-    settings: dict[str, Any] = {"dsn": dsn, "poll_interval": 30.0, "shutdown_timeout": 2.0}
+    # A long poll interval proves that wakeups come from NOTIFY, not from polling; through
+    # PgBouncer no NOTIFY arrives, and a short one proves that polling finds the jobs.
+    poll_interval = 0.2 if routed(dsn) else 30.0
+    settings: dict[str, Any] = {"dsn": dsn, "poll_interval": poll_interval, "shutdown_timeout": 2.0}
     settings.update(overrides)
     return pgjobs.Config(**settings)
 
@@ -183,6 +186,7 @@ async def test_a_paused_queue_is_not_claimed(dsn, db, running) -> None:
 # --- wakeups --------------------------------------------------------------------------
 
 
+@pytest.mark.direct_only("NOTIFY wakeups; through PgBouncer the worker polls")
 async def test_a_commit_wakes_an_idle_worker(dsn, running) -> None:
     started = asyncio.Event()
     server = pgjobs.Server()
@@ -211,6 +215,7 @@ def notifications(conn: psycopg.Connection[Any], wait: float) -> list[str]:
     return [n.payload for n in conn.notifies(timeout=wait)]
 
 
+@pytest.mark.direct_only("it LISTENs on the dsn")
 def test_notify_only_when_a_worker_waits_and_never_on_rollback(dsn, db) -> None:
     listener = listen(dsn)
     try:
@@ -466,6 +471,7 @@ async def test_a_sync_handler_that_ignores_its_timeout_keeps_its_slot(dsn, db, r
     await asyncio.wait_for(second_ran.wait(), 30)
 
 
+@pytest.mark.direct_only("the cancel is a NOTIFY")
 async def test_an_operator_cancel_reaches_the_running_handler(dsn, db, running) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("long"))
     started = asyncio.Event()
@@ -642,6 +648,7 @@ def test_planner_shares_stay_within_one_slot_for_any_batch() -> None:
                 assert abs(got[queue] - slots * weight / total) < 1 + 1e-9, (queue, got, slots)
 
 
+@pytest.mark.direct_only("it kills the backend by pid")
 async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, running) -> None:
     """A claim that committed but whose reply was lost with the connection leaves rows
     'running' under this worker's id that it never started. After reconnecting, the worker
@@ -673,6 +680,7 @@ async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, r
     assert ran == [1]
 
 
+@pytest.mark.direct_only("not through a pooler: see test_pgbouncer.py")
 @pytest.mark.parametrize(("durable", "expected"), [(False, "off"), (True, "on")])
 async def test_worker_writes_skip_the_wal_flush_unless_asked(
     dsn, running, durable, expected

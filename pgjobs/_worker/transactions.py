@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .. import _queries
 from .._ops import Op, Statement
+from .._pooler import configure, configure_async
 from ..errors import JobLostError, Snooze
 from .outcome import Outcome, encode_result, finish_params
 
@@ -133,7 +134,12 @@ class JobTransactions:
         with self._lock:
             if self._sync_pool is None:
                 self._sync_pool = ConnectionPool(
-                    self._dsn, min_size=1, max_size=self._size, open=True, name="pgjobs-handlers"
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._size,
+                    configure=configure,
+                    open=True,
+                    name="pgjobs-handlers",
                 )
         pool = self._sync_pool
         since = time.monotonic()
@@ -152,7 +158,12 @@ class JobTransactions:
     async def asynchronous(self, ctx: Context) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._async_pool is None:
             self._async_pool = AsyncConnectionPool(
-                self._dsn, min_size=1, max_size=self._size, open=False, name="pgjobs-handlers"
+                self._dsn,
+                min_size=1,
+                max_size=self._size,
+                configure=configure_async,
+                open=False,
+                name="pgjobs-handlers",
             )
             await self._async_pool.open()
         pool = self._async_pool

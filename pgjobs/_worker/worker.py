@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries, _tracing
 from .._dsn import redact, resolve_dsn
+from .._pooler import pooled_async
 from .._version import __version__
 from ..config import Config
 from ..context import Context
@@ -76,6 +78,9 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("pgjobs.worker")
 
+#: Names the host in the workers table instead of the machine's host name, where that
+#: one says nothing (every container of a pod, say, or processes grouped by hand).
+HOST_VARIABLE = "PGJOBS_WORKER_HOST"
 #: Longest wait for more free slots before a claim (see Worker._gather_slots).
 CLAIM_COALESCE = 0.002
 #: First poll after running out of work; each further poll waits twice as long, up to
@@ -94,9 +99,15 @@ REARM_INTERVAL = 0.010
 RESCAN_INTERVAL = 0.1
 
 
-async def _asynchronous_commit(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The worker's own writes need no WAL flush to be correct (see Config)."""
-    await conn.execute(b"set synchronous_commit = off")
+async def _configure(conn: psycopg.AsyncConnection[Any], synchronous_commit: bool) -> None:
+    """Set up a connection of the worker's pool (see _pooler.py for poolers).
+
+    The worker's own writes need no WAL flush to be correct (see Config), but through a
+    pooler the setting would stay on the server connection and reach other clients'
+    transactions, such as an application's enqueue, which must be durable.
+    """
+    if not await pooled_async(conn) and not synchronous_commit:
+        await conn.execute(b"set synchronous_commit = off")
 
 
 class Running:
@@ -235,7 +246,7 @@ class Worker:
             min_size=3,
             max_size=4,
             kwargs={"autocommit": True},
-            configure=None if config.synchronous_commit else _asynchronous_commit,
+            configure=functools.partial(_configure, synchronous_commit=config.synchronous_commit),
             open=False,
             name="pgjobs-worker",
         )
@@ -246,7 +257,7 @@ class Worker:
         await self._pool.open(wait=True, timeout=30.0)
         self._row = {
             "id": self.id,
-            "host": socket.gethostname(),
+            "host": os.environ.get(HOST_VARIABLE) or socket.gethostname(),
             "pid": os.getpid(),
             "queues": self._queue_names,
             "concurrency": config.concurrency,
@@ -273,7 +284,14 @@ class Worker:
         self._spawn(self._claim_loop(), "claim loop")
         self._spawn(self._completer.run(), "completer")
         if config.listen:
-            self._listener = Listener(dsn, config.schema, self._on_wakeup, self._on_control)
+            self._listener = Listener(
+                dsn,
+                self._pool,
+                config.schema,
+                self._on_wakeup,
+                self._on_control,
+                poll_interval=config.poll_interval,
+            )
             self._spawn(self._listener.run(), "listener")
         services = (
             Heartbeat(

@@ -27,6 +27,7 @@ from psycopg.types.json import JsonbLoader
 
 from .. import admin
 from .._ops import MISSING_OBJECT, schema_error
+from .._pooler import pooled
 from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
 
@@ -138,6 +139,7 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
     dsn = dsn_from(args)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         conn.adapters.register_loader("jsonb", _TolerantJsonbLoader)
+        pooled(conn)  # a purge repeats its statements: not prepared through a pooler
         try:
             yield conn
         except MISSING_OBJECT as exc:
