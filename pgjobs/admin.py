@@ -144,6 +144,14 @@ class WorkerInfo:
     heartbeat_at: datetime
     waiting: bool
     running: int
+    #: The weight of each of ``queues``, in order (None for a worker older than 0007).
+    weights: list[int] | None = None
+
+    def shares(self) -> str:
+        """``critical=6, default=3, low=1``, or the queue names alone without weights."""
+        if self.weights is None or len(self.weights) != len(self.queues):
+            return ", ".join(self.queues)
+        return ", ".join(f"{q}={w}" for q, w in zip(self.queues, self.weights, strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,8 +139,9 @@ def test_job_page_shows_payload_why_errors_result_and_worker(client, db) -> None
 def test_job_page_names_the_worker_holding_a_running_job(client, db) -> None:
     job_id = pgjobs.enqueue(db, pgjobs.Task("slow"))
     db.execute(
-        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version)"
-        " values ('11111111-1111-1111-1111-111111111111', 'box-7', 4242, '{default}', 5, 't')"
+        "insert into pgjobs.workers (id, host, pid, queues, concurrency, version, weights)"
+        " values ('11111111-1111-1111-1111-111111111111', 'box-7', 4242, '{default,low}', 5,"
+        " 't', '{6,1}')"
     )
     db.execute(
         "update pgjobs.jobs set state = 'running', attempt = 1, started_at = now(),"
@@ -154,6 +155,7 @@ def test_job_page_names_the_worker_holding_a_running_job(client, db) -> None:
     workers = client.get("/workers").text
     row = workers.split('data-worker="11111111-1111-1111-1111-111111111111"', 1)[1]
     assert "<td>box-7</td>" in row
+    assert "<td>default=6, low=1</td>" in row  # queues with their weights
     assert 'data-field="running">1<' in row
     assert "No live leader" in workers
 

@@ -203,7 +203,7 @@ async def test_every_page_shows_its_data(dsn, db, site, page, running) -> None:
     await page.click("nav >> text=Workers")
     worker_rows = page.locator("tr[data-worker]")
     await playwright_api.expect(worker_rows).to_have_count(1)
-    await playwright_api.expect(worker_rows).to_contain_text("mail, images")
+    await playwright_api.expect(worker_rows).to_contain_text("mail=2, images=1")
     await playwright_api.expect(page.locator("#leader")).to_contain_text("Leader: worker")
     await shot(page, "workers")
 

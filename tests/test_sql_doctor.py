@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 import pgjobs
+from pgjobs import admin
 
 
 def findings(
@@ -209,7 +210,7 @@ def test_kinds_no_live_worker_of_the_queue_can_run(db) -> None:
     assert of(findings(db), "kinds") == []
 
 
-async def test_a_worker_registers_the_kinds_it_runs(dsn, db, running) -> None:
+async def test_a_worker_registers_the_kinds_it_runs_and_its_weights(dsn, db, running) -> None:
     server = pgjobs.Server()
 
     @server.handler("b_kind")
@@ -220,6 +221,12 @@ async def test_a_worker_registers_the_kinds_it_runs(dsn, db, running) -> None:
     def a(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         pass
 
-    await running(server, pgjobs.Config(dsn=dsn, poll_interval=30.0))
+    queues = {"critical": 6, "default": 3, "low": 1}
+    await running(server, pgjobs.Config(dsn=dsn, poll_interval=30.0, queues=queues))
     kinds = db.execute("select kinds from pgjobs.workers").fetchall()
     assert [sorted(row[0]) for row in kinds] == [["a_kind", "b_kind"]]
+    assert db.execute("select queues, weights from pgjobs.workers").fetchall() == [
+        (["critical", "default", "low"], [6, 3, 1])
+    ]
+    (worker,) = admin.live_workers(db)
+    assert worker.shares() == "critical=6, default=3, low=1"

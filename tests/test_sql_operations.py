@@ -39,6 +39,7 @@ def add_worker(
             "concurrency": 4,
             "version": "test",
             "kinds": None,
+            "weights": None,
         },
     )
     db.execute(Q["worker_set_waiting"], {"id": worker_id, "waiting": waiting})

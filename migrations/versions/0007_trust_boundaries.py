@@ -18,6 +18,8 @@
   of ``pgjobs/sql`` go through ``job_time()``, which brings any time into that range.
 * ``enqueue()`` refuses the same values with its own messages; ``why()`` and ``doctor()``
   describe a running job without a lease (the rescuer gives it back at its next pass).
+* ``workers.weights``: the weight of each of a worker's queues, for operators to see how
+  it shares itself out.
 * ``workers.kinds``: the job kinds each worker's handlers run; ``doctor()`` names the
   waiting jobs whose kind no live worker serving their queue can run, and ``why()`` says
   so of such a job (a worker that claims one fails the attempt: no handler).
@@ -111,6 +113,9 @@ COMMENT ON FUNCTION {{schema}}.job_time(timestamptz) IS
 ALTER TABLE {{schema}}.workers ADD COLUMN kinds text[];
 COMMENT ON COLUMN {{schema}}.workers.kinds IS
     'the job kinds its handlers run; NULL from a worker that does not say (before 0007)';
+ALTER TABLE {{schema}}.workers ADD COLUMN weights int4[];
+COMMENT ON COLUMN {{schema}}.workers.weights IS
+    'the weight of each of its queues, in the order of queues; NULL before 0007';
 
 CREATE FUNCTION {{schema}}.job_insert_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -176,6 +181,7 @@ $$;
 
 DOWNGRADE = """
 ALTER TABLE {schema}.jobs DROP COLUMN trace_context;
+ALTER TABLE {schema}.workers DROP COLUMN weights;
 ALTER TABLE {schema}.workers DROP COLUMN kinds;
 DROP TRIGGER jobs_insert_guard ON {schema}.jobs;
 DROP FUNCTION {schema}.job_insert_guard();

@@ -263,6 +263,7 @@ class Worker:
             "concurrency": config.concurrency,
             "version": __version__,
             "kinds": list(self.registry.kinds()),
+            "weights": list(config.queues.values()),
         }
         try:
             async with self._pool.connection() as conn:

@@ -16,8 +16,12 @@ select queue, paused, paused_at, scheduled, available, running, completed, faile
 from {schema}.queue_summary;
 
 -- name: worker_list_live
-select id, host, pid, queues, concurrency, version, started_at, heartbeat_at, waiting, running
-from {schema}.live_workers;
+-- The weights are the table's (a column the view, older, does not have).
+select lw.id, lw.host, lw.pid, lw.queues, lw.concurrency, lw.version, lw.started_at,
+       lw.heartbeat_at, lw.waiting, lw.running,
+       (select w.weights from {schema}.workers w where w.id = lw.id)
+from {schema}.live_workers lw
+order by lw.started_at, lw.id;
 
 -- name: job_list
 -- One page of jobs, newest first, after the keyset *before* (the last id of the

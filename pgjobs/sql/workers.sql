@@ -4,14 +4,16 @@
 
 -- name: worker_register
 -- kinds: the job kinds its handlers run, for doctor() and why() to name the kinds that
--- no live worker can run.
-insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds)
-values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s);
+-- no live worker can run; weights: each queue's weight, in the order of queues.
+insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds, weights)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s,
+        %(weights)s);
 
 -- name: worker_heartbeat
 -- Also re-creates the row if a maintenance pass pruned it while this worker was cut off.
-insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds)
-values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s)
+insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds, weights)
+values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s,
+        %(weights)s)
 on conflict (id) do update set heartbeat_at = now();
 
 -- name: worker_set_waiting
