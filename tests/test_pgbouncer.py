@@ -35,9 +35,10 @@ def bouncer_dsn(pgbouncer: PgBouncer, direct_dsn: str) -> str:
 
 
 @pytest.fixture
-def single_server(admin_dsn: str) -> Iterator[PgBouncer]:
+def single_server(pgbouncer: PgBouncer, admin_dsn: str) -> Iterator[PgBouncer]:
     """A PgBouncer whose pool has one server connection: every client's transactions run
-    on the same backend, so a session setting left by one is seen by the next."""
+    on the same backend, so a session setting left by one is seen by the next. (It asks
+    for ``pgbouncer`` only to skip where that one does.)"""
     bouncer = PgBouncer(admin_dsn, pool_size=1).start()
     yield bouncer
     bouncer.stop()
@@ -127,7 +128,7 @@ async def test_wait_polls_through_pgbouncer(bouncer_dsn, running) -> None:
     async def answer(ctx: pgjobs.Context, task: pgjobs.Task) -> int:
         return 42
 
-    await running(server, make_config(bouncer_dsn, poll_interval=0.2, retain_completed=True))
+    await running(server, make_config(bouncer_dsn, poll_interval=0.2, completed_retention=None))
 
     def wait_in_a_thread() -> None:  # the worker runs on this test's event loop
         with pgjobs.Client(bouncer_dsn) as client:
