@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 import psycopg
 
-from ._ops import Copy, Op, Params, Rows, fail_op, schema_error, wrong_connection
+from ._ops import Copy, Op, Params, Rows, failed, wrong_connection
 
 __all__ = ["async_driver", "drive", "drive_async", "sync_driver"]
 
@@ -170,12 +170,10 @@ def drive(adapter: SyncAdapter, op: Op[T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        if _missing_object(exc):
-            error = schema_error(exc)
-            fail_op(op, error)
-            raise error from exc
-        fail_op(op, exc)
-        raise
+        error = failed(op, exc, missing=_missing_object(exc))
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         adapter.close()
 
@@ -194,12 +192,10 @@ async def drive_async(adapter: AsyncAdapter, op: Op[T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except Exception as exc:
-        if _missing_object(exc):
-            error = schema_error(exc)
-            fail_op(op, error)
-            raise error from exc
-        fail_op(op, exc)
-        raise
+        error = failed(op, exc, missing=_missing_object(exc))
+        if error is exc:
+            raise
+        raise error from exc
 
 
 # --- psycopg2 --------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ __all__ = [
     "Rows",
     "Statement",
     "fail_op",
+    "failed",
     "run",
     "run_async",
     "schema_error",
@@ -157,13 +158,11 @@ def run(conn: Any, op: Op[T]) -> T:
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-    except MISSING_OBJECT as exc:
-        error = schema_error(exc)
-        fail_op(op, error)
-        raise error from exc
     except BaseException as exc:
-        fail_op(op, exc)
-        raise
+        error = failed(op, exc, missing=isinstance(exc, MISSING_OBJECT))
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
@@ -196,16 +195,23 @@ async def run_async(conn: Any, op: Op[T]) -> T:
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-    except MISSING_OBJECT as exc:
-        error = schema_error(exc)
-        fail_op(op, error)
-        raise error from exc
     except BaseException as exc:
-        fail_op(op, exc)
-        raise
+        error = failed(op, exc, missing=isinstance(exc, MISSING_OBJECT))
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         if cursor is not None:
             _keep_cursor(conn, cursor, rows)
+
+
+def failed(op: Op[Any], exc: BaseException, *, missing: bool) -> BaseException:
+    """What a runner raises when a statement of *op* raised *exc*: a SchemaError if
+    *missing* (the statement named a pgjobs object Postgres lacks), else *exc* itself;
+    either is first told to *op* (:func:`fail_op`)."""
+    error = schema_error(exc) if missing and isinstance(exc, Exception) else exc
+    fail_op(op, error)
+    return error
 
 
 def fail_op(op: Op[Any], error: BaseException) -> None:
