@@ -259,126 +259,108 @@ async def test_a_worker_runs_jobs_with_only_the_worker_role(dsn, db, granted) ->
     assert who >= 1
 
 
+@pytest.fixture
+def worker_login(granted, admin_dsn) -> Iterator[Any]:
+    """A login role in the worker role, and a function that sets its CONNECTION LIMIT:
+    the server then refuses the worker connections as it would at max_connections."""
+    login = f"{granted['worker']}_login"
+
+    def limit(connections: int) -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"alter role {login} connection limit {connections}".encode())
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"create role {login} login in role {granted['worker']}".encode())
+    yield login, limit
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            b"select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
+            [login],
+        )
+        conn.execute(f"drop role if exists {login}".encode())
+
+
 @pytest.mark.slow
 async def test_a_worker_refused_connections_snoozes_handlers_then_recovers(
-    dsn, db, granted, admin_dsn, caplog
+    dsn, db, granted, worker_login, caplog
 ) -> None:
     """The server refuses the worker any connection beyond those it holds (CONNECTION
     LIMIT on its login role, set to what it holds once it has started): handlers in
     ctx.transaction() get none, so their attempts are given back (snoozed) rather than
     failed, and the worker stays up. Once the server lets it have more, every job
     completes, each on its first counted attempt."""
-    login = f"{granted['worker']}_login"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"create role {login} login in role {granted['worker']}".encode())
+    login, limit = worker_login
+    server = pgjobs.Server()
+
+    @server.handler("tx")
+    def tx(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with ctx.transaction() as conn:
+            conn.execute("select 1")
+
+    caplog.set_level("WARNING", logger="pgjobs.worker")
+    worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
+    config = pgjobs.Config(dsn=worker_dsn, concurrency=4, poll_interval=0.1)
+    await server.start(config)
+    # Its pool grows to four on demand: let it, so the limit is the worker's whole own
+    # share and only handlers are refused.
+    limit(5 if config.listen else 4)
+    jobs = pgjobs.enqueue_many(db, [pgjobs.Task("tx", max_retry=0) for _ in range(4)])
     try:
-        server = pgjobs.Server()
-
-        @server.handler("tx")
-        def tx(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
-            with ctx.transaction() as conn:
-                conn.execute("select 1")
-
-        caplog.set_level("WARNING", logger="pgjobs.worker")
-        worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
-        config = pgjobs.Config(dsn=worker_dsn, concurrency=4, poll_interval=0.1)
-        await server.start(config)
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            # Its pool grows to four on demand: let it, so the limit is the worker's
-            # whole own share and only handlers are refused.
-            held = 5 if config.listen else 4
-            conn.execute(f"alter role {login} connection limit {held}".encode())
-        jobs = pgjobs.enqueue_many(db, [pgjobs.Task("tx", max_retry=0) for _ in range(4)])
-        try:
-            await wait_until(
-                lambda: all(
-                    f"job {job_id}: no database connection for ctx.transaction()" in caplog.text
-                    for job_id in jobs
-                ),
-                what="every job's attempt to be given back",
-            )
-            # max_retry=0: an attempt that counted would have failed its job for good.
-            assert db.execute(
-                "select count(*) from pgjobs.jobs where state = 'failed' or attempt > 1"
-            ).fetchone() == (0,)
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f"alter role {login} connection limit 10".encode())
-            await wait_until(
-                lambda: (
-                    db.execute(
-                        "select count(*) from pgjobs.jobs where id = any(%s)", [jobs]
-                    ).fetchone()
-                    == (0,)
-                ),
-                what="every job to complete",
-            )
-            worker = server.worker
-            assert worker is not None
-            assert (worker.processed, worker.failed) == (4, 0)
-        finally:
-            await server.stop(timeout=2)
+        await wait_until(
+            lambda: all(
+                f"job {job_id}: no database connection for ctx.transaction()" in caplog.text
+                for job_id in jobs
+            ),
+            what="every job's attempt to be given back",
+        )
+        # max_retry=0: an attempt that counted would have failed its job for good.
+        assert db.execute(
+            "select count(*) from pgjobs.jobs where state = 'failed' or attempt > 1"
+        ).fetchone() == (0,)
+        limit(10)
+        await wait_until(
+            lambda: (
+                db.execute("select count(*) from pgjobs.jobs where id = any(%s)", [jobs]).fetchone()
+                == (0,)
+            ),
+            what="every job to complete",
+        )
+        worker = server.worker
+        assert worker is not None
+        assert (worker.processed, worker.failed) == (4, 0)
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                b"select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
-                [login],
-            )
-            conn.execute(f"drop role if exists {login}".encode())
+        await server.stop(timeout=2)
 
 
 async def test_a_worker_out_of_connections_at_start_waits_for_one(
-    dsn, db, granted, admin_dsn, caplog
+    dsn, db, granted, worker_login, caplog
 ) -> None:
     """The server refuses the worker's first connection (its role is at its connection
     limit): the worker waits, saying why, and starts once the server lets it in."""
-    login = f"{granted['worker']}_login"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(
-            f"create role {login} login connection limit 0 in role {granted['worker']}".encode()
-        )
+    login, limit = worker_login
+    limit(0)
+    job_id = pgjobs.enqueue(db, pgjobs.Task("work"))
+    server = pgjobs.Server()
+    server.register_handler("work", lambda ctx, task: None)
+    caplog.set_level("WARNING", logger="pgjobs.worker")
+    worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
+    starting = asyncio.ensure_future(server.start(pgjobs.Config(dsn=worker_dsn)))
     try:
-        job_id = pgjobs.enqueue(db, pgjobs.Task("work"))
-        server = pgjobs.Server()
-        server.register_handler("work", lambda ctx, task: None)
-        caplog.set_level("WARNING", logger="pgjobs.worker")
-        worker_dsn = make_conninfo(dsn, user=login, options=f"-c role={granted['worker']}")
-        starting = asyncio.ensure_future(server.start(pgjobs.Config(dsn=worker_dsn)))
-        try:
-            await wait_until(
-                lambda: "too many connections" in caplog.text, what="the worker to wait"
-            )
-            assert not starting.done()
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f"alter role {login} connection limit 10".encode())
-            await asyncio.wait_for(starting, 30)
-            await wait_until(
-                lambda: (
-                    db.execute(
-                        "select count(*) from pgjobs.jobs where id = %s", [job_id]
-                    ).fetchone()
-                    == (0,)
-                ),
-                what="the job to complete",
-            )
-        finally:
-            if not starting.done():
-                starting.cancel()
-            await server.stop(timeout=2)
+        await wait_until(lambda: "too many connections" in caplog.text, what="the worker to wait")
+        assert not starting.done()
+        limit(10)
+        await asyncio.wait_for(starting, 30)
+        await wait_until(
+            lambda: (
+                db.execute("select count(*) from pgjobs.jobs where id = %s", [job_id]).fetchone()
+                == (0,)
+            ),
+            what="the job to complete",
+        )
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                b"select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
-                [login],
-            )
-            conn.execute(f"drop role if exists {login}".encode())
-
-
-async def _until(check: Any, what: str, limit: float = 20.0) -> None:
-    for _ in range(int(limit / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"gave up after {limit}s waiting for {what}")
+        if not starting.done():
+            starting.cancel()
+        await server.stop(timeout=2)
 
 
 async def test_forged_control_messages_do_not_cancel_a_running_job(
@@ -441,7 +423,9 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
         assert state(job_id) == "running"
         assert job_id in worker._running
         release.set()
-        await _until(lambda: state(job_id) == "completed", "the job to complete")
+        await wait_until(
+            lambda: state(job_id) == "completed", what="the job to complete", limit=20.0
+        )
 
         # cancel_job, which writes the row under its grant, still cancels.
         release.clear()
@@ -449,7 +433,11 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
         second = pgjobs.enqueue(db, pgjobs.Task("long"))
         await asyncio.wait_for(started.wait(), 20)
         assert admin.cancel_job(db, second) is True
-        await _until(lambda: second not in worker._running, "the cancel to reach the handler")
+        await wait_until(
+            lambda: second not in worker._running,
+            what="the cancel to reach the handler",
+            limit=20.0,
+        )
         assert state(second) == "cancelled"
     finally:
         release.set()
