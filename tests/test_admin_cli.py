@@ -11,11 +11,13 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
 
 import pgjobs
+from pgjobs import admin
 from pgjobs.cli import main
 
 OPERATOR_COMMANDS = [
@@ -220,6 +222,26 @@ def test_a_workers_uptime_counts_to_now(run, db) -> None:
     worker = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("WORKER"))
     cells = worker.split()
     assert cells[cells.index("ago") - 1 :][:3] == ["4s", "ago", "5m00s"]
+
+
+def test_a_worker_id_of_digits_lines_up_as_text() -> None:
+    """Alignment follows the value's type, not its look: about one worker id in forty
+    starts with eight decimal digits, and its column once turned right-aligned, the
+    heading moving off the left edge (a test keyed on it failed one CI run in forty)."""
+    from datetime import UTC, datetime
+
+    from pgjobs.cli.status import render
+
+    now = datetime.now(UTC)
+    worker = admin.WorkerInfo(
+        UUID("20751964-0000-4000-8000-000000000000"), "2024", 7, ["default"], 8, "0.1",
+        now, now, waiting=True, running=3,
+    )  # fmt: skip
+    lines = render([], [worker]).splitlines()
+    heading = next(line for line in lines if "HOST" in line)
+    row = lines[lines.index(heading) + 1]
+    assert heading.split()[:2] == ["WORKER", "HOST"] and heading.startswith("WORKER")
+    assert row.startswith("20751964  2024") and heading.index("HOST") == row.index("2024")
 
 
 def test_status_json(run, db) -> None:

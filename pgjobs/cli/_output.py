@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import psycopg
@@ -237,8 +238,14 @@ def timestamp(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def _is_number(text: str) -> bool:
-    return text.replace(",", "").replace("/", "").replace(".", "").lstrip("-").isdigit()
+class Figure(str):
+    """Text that reads as a number, such as ``3/8`` busy slots: right-aligned like one."""
+
+
+def _is_number(value: Any) -> bool:
+    # By type, never by look: a worker id such as "20751964" or a queue named "2024" is
+    # text, and a column of them must line up as text (and under its heading).
+    return isinstance(value, int | float | Decimal | Figure) and not isinstance(value, bool)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap_last: bool = False) -> str:
@@ -254,7 +261,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap_last: b
             if not (wrap_last and index == len(headers) - 1):
                 widths[index] = max(widths[index], len(cell))
     numeric = [
-        bool(cells) and all(_is_number(row[index]) or row[index] == "-" for row in cells)
+        bool(rows) and all(_is_number(row[index]) or row[index] == "-" for row in rows)
         for index in range(len(headers))
     ]
 

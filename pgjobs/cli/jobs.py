@@ -6,6 +6,7 @@ import argparse
 
 from .. import admin
 from ._output import (
+    Figure,
     add_json_option,
     age,
     clean,
@@ -108,7 +109,7 @@ def run_list(args: argparse.Namespace) -> int:
             job.queue,
             job.kind,
             job.priority,
-            f"{job.attempt}/{job.max_retry + 1}",
+            Figure(f"{job.attempt}/{job.max_retry + 1}"),
             age(job.created_at),
             _run_at(job),
             _first_line(job.last_error),

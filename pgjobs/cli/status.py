@@ -9,6 +9,7 @@ from datetime import datetime
 
 from .. import admin
 from ._output import (
+    Figure,
     add_json_option,
     age,
     connect,
@@ -100,7 +101,7 @@ def render(queues: list[admin.QueueSummary], workers: list[admin.WorkerInfo]) ->
                 w.host,
                 w.pid,
                 ",".join(w.queues),
-                f"{w.running}/{w.concurrency}",
+                Figure(f"{w.running}/{w.concurrency}"),
                 "waiting" if w.waiting else "working",
                 age(w.heartbeat_at, now),
                 duration(now - w.started_at),
