@@ -1,8 +1,10 @@
 """Create and upgrade the pgjobs schema with alembic, apart from the host application's.
 
-The migration scripts live in the repository's top-level ``migrations/`` and inside the
-wheel at ``pgjobs/migrations``. They are raw SQL with a ``{schema}`` placeholder, run
-under an advisory lock, and record their revision in ``<schema>.pgjobs_version``.
+The migrations live in the repository's top-level ``migrations/`` and inside the wheel
+at ``pgjobs/migrations``: ``schema.sql`` declares the schema as the newest revision leaves
+it, and each revision in ``versions/`` runs ``.sql`` files, with a ``{schema}``
+placeholder for the schema's name, under an advisory lock, recording its revision in
+``<schema>.pgjobs_version``.
 
 Typical use is the CLI (``python -m pgjobs migrate``); the functions here are the same
 thing for code that sets up its own database, such as test fixtures.
@@ -32,8 +34,9 @@ __all__ = [
     "downgrade",
     "head_revision",
     "migrations_dir",
+    "read_sql",
     "require_current",
-    "run_sql",
+    "run_sql_file",
     "upgrade",
 ]
 
@@ -192,40 +195,22 @@ def connect_engine(dsn: str | None) -> Any:
     )
 
 
-def revision_module(revision_file: str) -> Any:
-    """Another revision's script, loaded as a module, for a later revision that reuses
-    its SQL rather than copying it (so that the two cannot drift apart)."""
-    import importlib.util
-
-    path = migrations_dir() / "versions" / revision_file
-    spec = importlib.util.spec_from_file_location(f"pgjobs_migration_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise MigrationError(f"cannot load migration {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def read_sql(name: str, schema: str) -> str:
+    """The SQL file *name* (a path under the migrations directory), with ``{schema}``
+    filled in: the only thing pgjobs ever substitutes (see :func:`check_schema_name`)."""
+    path = migrations_dir() / name
+    return path.read_text(encoding="utf-8").replace("{schema}", check_schema_name(schema))
 
 
-def upgrade_statements(revision_file: str, start: str, end: str) -> str:
-    """The part of another revision's ``UPGRADE`` script from *start* to the end of the
-    statement holding *end*, read from that revision itself, so that a later revision
-    that restores or reshapes it cannot drift from it (0004 and 0006 use 0002's)."""
-    script = str(revision_module(revision_file).UPGRADE)
-    first = script.index(start)
-    last = script.index(";", script.index(end, first)) + 1
-    return script[first:last]
-
-
-def run_sql(script: str) -> None:
-    """Run a migration's SQL, with ``{schema}`` filled in, as one script.
+def run_sql_file(name: str) -> None:
+    """Run a migration's SQL file (see :func:`read_sql`) as one script.
 
     Online it goes to psycopg unparsed (SQLAlchemy's text() would read ``:name`` and
     ``%`` as parameters); offline (``--sql``) it is printed as is for a DBA to review.
     """
     from alembic import context, op
 
-    schema = context.config.attributes["schema"]
-    sql = script.replace("{schema}", schema).strip()
+    sql = read_sql(name, context.config.attributes["schema"]).strip()
     if not sql:
         return
     if context.is_offline_mode():

@@ -152,8 +152,8 @@ def test_python_sql_and_the_table_agree_on_every_bound(conn: psycopg.Connection[
 
 
 def slip_in(db: psycopg.Connection[Any], run_at: str) -> int:
-    """A job whose run_at no datetime can hold, as one written before migration 0007's
-    rule (which it adds NOT VALID, keeping such rows)."""
+    """A job whose run_at no datetime can hold, slipped in past the rule (dropped, then
+    added back NOT VALID, which keeps such rows), as an operator's hand might."""
     db.execute("alter domain pgjobs.job_run_at drop constraint job_run_at_check")
     row = db.execute(
         "insert into pgjobs.jobs (kind, state, run_at, finished_at) values"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import _queries, admin, migrate
+from pgjobs import _queries, migrate
 from pgjobs.errors import ConfigurationError, MigrationError, SchemaError
 
 # The columns an operator reads in psql are part of the contract (issue 2).
@@ -142,168 +142,6 @@ def test_every_revision_steps_down_and_up(empty_dsn: str) -> None:
         assert revision(empty_dsn) == previous
 
 
-def grants_and_comments(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
-    """Who may use each relation and function of *schema*, and the comments on them."""
-    relations = conn.execute(
-        """select c.relname, c.relacl::text, obj_description(c.oid, 'pg_class'),
-                  array(select a.attname || ': ' || col_description(c.oid, a.attnum)
-                        from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
-                          and col_description(c.oid, a.attnum) is not null
-                        order by a.attnum)
-           from pg_class c where c.relnamespace = %s::regnamespace order by 1""",
-        (schema,),
-    ).fetchall()
-    functions = conn.execute(
-        """select p.oid::regprocedure::text, p.proacl::text, obj_description(p.oid, 'pg_proc'),
-                  pg_get_userbyid(p.proowner)
-           from pg_proc p where p.pronamespace = %s::regnamespace order by 1""",
-        (schema,),
-    ).fetchall()
-    return {"relations": relations, "functions": functions}
-
-
-def test_0005_keeps_the_jobs_and_what_reads_the_columns_it_retypes(empty_dsn: str) -> None:
-    """0005 changes five columns' types under three views and a SQL function, which it
-    drops and creates again: their grants and comments must come back, the rows stay,
-    and stepping down restores 0004 exactly."""
-    role = f"pgjobs_test_{secrets.token_hex(4)}"
-    migrate.upgrade(empty_dsn, revision="0004")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        job_id = pgjobs.enqueue(conn, pgjobs.Task("kept", {"n": 1}, queue="q", max_retry=0))
-        conn.execute(f"create role {role}".encode())
-    try:
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            for statement in (
-                f"grant select on pgjobs.failed_jobs to {role} with grant option",
-                "revoke execute on function pgjobs.queue_known(text) from public",
-                f"grant execute on function pgjobs.queue_known(text) to {role}",
-                "comment on column pgjobs.running_jobs.kind is 'what runs'",
-            ):
-                conn.execute(statement.encode())
-            signature = schema_signature(conn, "pgjobs")
-            privileges = grants_and_comments(conn, "pgjobs")
-            assert "what runs" in str(privileges)
-
-        migrate.upgrade(empty_dsn, revision="0005")
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            assert grants_and_comments(conn, "pgjobs") == privileges
-            assert conn.execute(
-                "select id, kind, queue, max_retry from pgjobs.jobs"
-            ).fetchall() == [(job_id, "kept", "q", 0)]
-            assert conn.execute("select pgjobs.queue_known('q')").fetchone() == (True,)
-            for view in ("failed_jobs", "running_jobs", "queue_summary"):
-                conn.execute(f"select * from pgjobs.{view}".encode())
-            with pytest.raises(psycopg.errors.CheckViolation, match="job_kind"):
-                conn.execute("insert into pgjobs.jobs (kind) values (' ')")
-
-        migrate.downgrade(empty_dsn, "0004")
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            assert schema_signature(conn, "pgjobs") == signature
-            assert grants_and_comments(conn, "pgjobs") == privileges
-            assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
-    finally:
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            conn.execute(f"drop owned by {role}".encode())
-            conn.execute(f"drop role {role}".encode())
-
-
-def function_definitions(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str]]:
-    return conn.execute(
-        """select p.oid::regprocedure::text, pg_get_functiondef(p.oid) from pg_proc p
-           where p.pronamespace = %s::regnamespace order by 1""",
-        (schema,),
-    ).fetchall()
-
-
-def test_0006_keeps_the_jobs_and_steps_down_to_0005_exactly(empty_dsn: str) -> None:
-    """0006 replaces three indexes by one, rewrites purge_finished() and two domain rules:
-    the rows stay, and stepping down gives back 0005's indexes, rules and function."""
-    migrate.upgrade(empty_dsn, revision="0005")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        job_id = pgjobs.enqueue(conn, pgjobs.Task("kept", queue="q"))
-        signature = schema_signature(conn, "pgjobs")
-        functions = function_definitions(conn, "pgjobs")
-        privileges = grants_and_comments(conn, "pgjobs")
-
-    migrate.upgrade(empty_dsn, revision="0006")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        indexes = {name for name, _ in schema_signature(conn, "pgjobs")["indexes"]}
-        assert "jobs_state_time_idx" in indexes
-        assert not indexes & {"jobs_scheduled_idx", "jobs_running_idx", "jobs_finished_idx"}
-        assert function_definitions(conn, "pgjobs") != functions
-        assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
-
-    migrate.downgrade(empty_dsn, "0005")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        assert schema_signature(conn, "pgjobs") == signature
-        assert function_definitions(conn, "pgjobs") == functions
-        assert grants_and_comments(conn, "pgjobs") == privileges
-        assert conn.execute("select id, kind from pgjobs.jobs").fetchall() == [(job_id, "kept")]
-
-
-def test_0007_keeps_rows_its_rules_refuse_and_steps_down_to_0006_exactly(
-    empty_dsn: str,
-) -> None:
-    """0007's rules are added NOT VALID: a table holding values they refuse (a run_at no
-    datetime can hold, a queue of a no-break space) upgrades, keeps them and reads them;
-    new ones are refused; stepping down gives back 0006's schema and functions."""
-    migrate.upgrade(empty_dsn, revision="0006")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        old = conn.execute(
-            "insert into pgjobs.jobs (kind, queue, run_at, state) values"
-            " ('kept', E'\\u00a0', '10000-01-01 00:00+00', 'scheduled') returning id"
-        ).fetchone()[0]
-        signature = schema_signature(conn, "pgjobs")
-        functions = function_definitions(conn, "pgjobs")
-        privileges = grants_and_comments(conn, "pgjobs")
-
-    migrate.upgrade(empty_dsn, revision="0007")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        job = admin.get_job(conn, old)
-        assert (job.queue, job.run_at.year) == ("\u00a0", 9999)
-        for view in ("failed_jobs", "running_jobs", "queue_summary"):
-            conn.execute(f"select * from pgjobs.{view}".encode())
-        with pytest.raises(psycopg.errors.CheckViolation, match="job_queue"):
-            conn.execute("insert into pgjobs.jobs (kind, queue) values ('k', E'\\u00a0')")
-        with pytest.raises(psycopg.errors.CheckViolation, match="job_run_at"):
-            conn.execute("insert into pgjobs.jobs (kind, run_at) values ('k', 'infinity')")
-        assert conn.execute("select trace_context from pgjobs.jobs").fetchall() == [(None,)]
-
-    migrate.downgrade(empty_dsn, "0006")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        assert schema_signature(conn, "pgjobs") == signature
-        assert function_definitions(conn, "pgjobs") == functions
-        assert grants_and_comments(conn, "pgjobs") == privileges
-        assert conn.execute("select id from pgjobs.jobs").fetchall() == [(old,)]
-
-
-def test_0007_grants_the_trace_context_to_whoever_may_write_a_new_job(empty_dsn: str) -> None:
-    """A role granted a new job's columns before 0007 (grant_roles' enqueuer) may write
-    its trace context after it, so that its traced enqueues work; one granted nothing
-    still may not."""
-    role, other = (f"pgjobs_test_{secrets.token_hex(4)}" for _ in range(2))
-    migrate.upgrade(empty_dsn, revision="0006")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute(f"create role {role}".encode())
-        conn.execute(f"create role {other}".encode())
-        admin.grant_roles(conn, enqueuer=role, worker=other, reader=other)
-    try:
-        migrate.upgrade(empty_dsn, revision="0007")
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            may = "select has_column_privilege(%s, 'pgjobs.jobs', 'trace_context', 'INSERT')"
-            assert conn.execute(may, (role,)).fetchone() == (True,)
-            assert conn.execute(may, ("public",)).fetchone() == (False,)
-            # grant_roles() now grants it too.
-            conn.execute(f"revoke insert (trace_context) on pgjobs.jobs from {role}".encode())
-            admin.grant_roles(conn, enqueuer=role, worker=other, reader=other)
-            assert conn.execute(may, (role,)).fetchone() == (True,)
-    finally:
-        with psycopg.connect(empty_dsn, autocommit=True) as conn:
-            for name in (role, other):
-                conn.execute(f"drop owned by {name}".encode())
-                conn.execute(f"drop role {name}".encode())
-
-
 #: The statements that look jobs up by state and time, with the parameters they run with.
 STATE_TIME_SEARCHES = {
     "job_stage_due": {"limit": 10},
@@ -317,7 +155,7 @@ STATE_TIME_SEARCHES = {
 @pytest.mark.parametrize("name", STATE_TIME_SEARCHES)
 def test_searches_by_state_and_time_are_index_conditions(name: str, dsn: str) -> None:
     """Each search writes the index's time expression exactly as jobs_state_time_idx does
-    (migration 0006); written any other way, the planner reads every row of the state."""
+    (migrations/schema.sql); written any other way, the planner reads every row of the state."""
     with psycopg.connect(dsn) as conn:
         conn.execute("set enable_seqscan = off")
         conn.execute("set enable_sort = off")

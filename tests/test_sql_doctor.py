@@ -201,7 +201,7 @@ def test_kinds_no_live_worker_of_the_queue_can_run(db) -> None:
     ]
     why = db.execute("select pgjobs.why(%s)", (lost[0],)).fetchone()[0]
     assert 'No live worker serving queue "default" has a handler for kind "renamed"' in why
-    # A worker that does not say which kinds it runs (before 0007) may run any.
+    # A worker that does not say which kinds it runs (kinds NULL) may run any.
     db.execute(
         "insert into pgjobs.workers (id, host, pid, queues, concurrency, version)"
         " values (%s, 'h', 1, '{default}', 1, 'x')",

@@ -1,5 +1,5 @@
-"""The SQL surface as a whole: every object is documented, migration 0002 goes down and up
-cleanly, and nothing assumes the schema is called ``pgjobs``."""
+"""The SQL surface as a whole: every object is documented, and nothing assumes the schema
+is called ``pgjobs``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import psycopg
 import pytest
 
-import pgjobs
 from pgjobs import admin, migrate
 from pgjobs.cli import main
 
@@ -52,21 +51,6 @@ def test_every_object_has_a_comment(db) -> None:
         """
     ).fetchall()
     assert undocumented == []
-
-
-def test_downgrade_to_0001_removes_the_operations_and_upgrade_restores_them(empty_dsn) -> None:
-    migrate.upgrade(empty_dsn)
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        everything = objects(conn)
-    migrate.downgrade(empty_dsn, "0001")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        assert set(objects(conn)) == {"jobs", "workers", "queues", "stats", "pgjobs_version"}
-        # The data of 0001's tables survives the round trip.
-        pgjobs.enqueue(conn, pgjobs.Task("kept"))
-    migrate.upgrade(empty_dsn)
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        assert objects(conn) == everything
-        assert [q.available for q in admin.queue_summary(conn)] == [1]
 
 
 def test_another_schema_name_is_used_everywhere(empty_dsn, capsys) -> None:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import admin, migrate
+from pgjobs import admin
 from pgjobs._ops import run
 from pgjobs.enqueue import insert_many_results_op
 from pgjobs.task import MAX_SECONDS, MAX_UNIQUE_KEY_LENGTH
@@ -237,24 +237,6 @@ def test_sql_enqueue_takes_unique_key_and_unique_for(db) -> None:
     ):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
             sql(args)
-
-
-def test_migration_0004_down_restores_0002s_functions(empty_dsn) -> None:
-    definitions = """
-        select p.oid::regprocedure::text, pg_get_functiondef(p.oid),
-               obj_description(p.oid, 'pg_proc'), p.proacl::text
-        from pg_proc p where p.proname in ('enqueue', 'grant_roles') order by 1
-    """
-    migrate.upgrade(empty_dsn, revision="0003")
-    with psycopg.connect(empty_dsn) as conn:
-        before = conn.execute(definitions).fetchall()
-    migrate.upgrade(empty_dsn)
-    with psycopg.connect(empty_dsn) as conn:
-        assert conn.execute(definitions).fetchall() != before
-    migrate.downgrade(empty_dsn, "0003")
-    with psycopg.connect(empty_dsn) as conn:
-        assert conn.execute(definitions).fetchall() == before
-        assert conn.execute("select to_regclass('pgjobs.unique_keys')").fetchone() == (None,)
 
 
 def test_the_enqueuer_role_can_enqueue_unique_jobs(dsn, db, admin_dsn) -> None:

@@ -73,12 +73,15 @@ def test_wheel_contains_migrations_and_sql(built: Built) -> None:
         "pgjobs/migrations/env.py",
         "pgjobs/migrations/script.py.mako",
         "pgjobs/migrations/versions/0001_initial.py",
+        "pgjobs/migrations/schema.sql",
         "pgjobs/sql/jobs.sql",
     }
     assert required <= names, required - names
-    # Every migration and every SQL file in the repository is shipped.
-    for path in (REPO / "migrations" / "versions").glob("*.py"):
-        assert f"pgjobs/migrations/versions/{path.name}" in names
+    # Every migration, with the SQL files it runs, and every SQL file in the repository
+    # is shipped.
+    migrations = REPO / "migrations"
+    for path in [*migrations.glob("versions/*.py"), *migrations.rglob("*.sql")]:
+        assert f"pgjobs/migrations/{path.relative_to(migrations).as_posix()}" in names
     for path in (REPO / "pgjobs" / "sql").glob("*.sql"):
         assert f"pgjobs/sql/{path.name}" in names
     # And the dashboard's templates, stylesheet and script.

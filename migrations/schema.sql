@@ -1,31 +1,235 @@
-"""Operations: inspection views, operator functions, enqueue from SQL, why, doctor, roles.
+-- The pgjobs schema: every type, table, view and function that pgjobs keeps in its
+-- schema, as the newest migration leaves them. Read this file to review the schema
+-- (docs/sql-reference.md documents each object for its users).
+--
+-- {schema} stands for the schema's name (pgjobs unless configured otherwise). pgjobs never
+-- substitutes anything else, and allows only names that need no quoting.
+-- `python -m pgjobs migrate --sql` prints the whole migration with the name filled in,
+-- for a DBA to run without alembic; it creates the schema and the version table first.
+--
+-- How this file and the migrations relate: revision 0001 (versions/0001_initial.py)
+-- runs this file as long as it is the newest revision. The revision after it must first
+-- freeze 0001 (copy this file to versions/0001_initial.upgrade.sql and run that from
+-- 0001), then change the schema in its own versions/<revision>.upgrade.sql and describe
+-- the result here. tests/test_schema.py checks that a database built from this file
+-- and one built by the migrations agree, object by object.
 
-Everything an operator needs from ``psql`` lives here as database objects, and the
-command line (``pgjobs status``, ``why``, ``doctor`` ...) only calls them, so both faces
-give the same answers. docs/sql-reference.md lists every object with an example.
+-- ----------------------------------------------------------------------------------
+-- Jobs
+-- ----------------------------------------------------------------------------------
 
-Conventions:
-  * a worker is *live* while its heartbeat is younger than 60 seconds (workers beat
-    about every 15 s), see ``worker_live_after()``;
-  * functions acting on one job raise ``no_data_found`` (SQLSTATE P0002) for an unknown
-    id, and return false when the job's state does not allow the action, so that they
-    can be applied to many rows in one statement;
-  * only ``enqueue`` is SECURITY DEFINER (so an enqueue-only role needs no access to
-    the tables); every other function runs with the caller's privileges.
+CREATE TYPE {schema}.job_state AS ENUM (
+    'scheduled',   -- waiting for run_at (a delayed job, or a retry waiting out its backoff)
+    'available',   -- ready to be claimed
+    'running',     -- claimed by a worker that holds its lease
+    'completed',   -- finished without error (kept only with a retention period)
+    'failed',      -- out of retries, or SkipRetry
+    'cancelled'    -- cancelled by an operator or by the handler
+);
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-24
-"""
+-- The rules of the columns a producer sets: those of pgjobs.Task exactly
+-- (tests/test_boundaries.py walks both sides of each bound through Python, the table and
+-- enqueue()). They are domains, one per column and named after it, rather than CHECK
+-- constraints on the table: PostgreSQL prepares a table's CHECK constraints afresh for
+-- every statement that writes it, a domain's once per connection (python -m
+-- bench.insert_cost measures both). A violation still names the column's rule
+-- ('value for domain pgjobs.job_kind violates check constraint "job_kind_check"'), with
+-- SQLSTATE 23514, check_violation.
+--
+-- A kind or queue must hold a character that is neither whitespace (Python's
+-- str.isspace) nor an invisible format character (Unicode category Cf), as of Unicode
+-- 14: a name made of those alone looks empty. pgjobs.task.BLANK_RANGES holds the same
+-- ranges (a test reads this rule back from the database).
+CREATE DOMAIN {schema}.job_kind AS text
+    CONSTRAINT job_kind_check CHECK (length(VALUE) <= 255 AND VALUE ~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]');
+CREATE DOMAIN {schema}.job_queue AS text
+    CONSTRAINT job_queue_check CHECK (length(VALUE) <= 255 AND VALUE ~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]');
+-- attempt counts to max_retry + 1, which must fit an integer.
+CREATE DOMAIN {schema}.job_max_retry AS integer
+    CONSTRAINT job_max_retry_check CHECK (VALUE >= 0 AND VALUE <= 2147483646);
+-- At most 100 years of 365.25 days, pgjobs.task.MAX_SECONDS.
+CREATE DOMAIN {schema}.job_timeout AS interval
+    CONSTRAINT job_timeout_check
+    CHECK (VALUE > interval '0' AND VALUE <= interval '3155760000 seconds');
+CREATE DOMAIN {schema}.job_attempt AS integer
+    CONSTRAINT job_attempt_check CHECK (VALUE >= 0);
+-- The times a Python datetime holds in every time zone: a day inside its range.
+CREATE DOMAIN {schema}.job_run_at AS timestamptz
+    CONSTRAINT job_run_at_check
+    CHECK (VALUE >= '0001-01-02 00:00:00+00' AND VALUE < '9999-12-31 00:00:00+00');
 
-from pgjobs.migrate import run_sql
+CREATE TABLE {schema}.jobs (
+    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    queue            {schema}.job_queue NOT NULL DEFAULT 'default',
+    kind             {schema}.job_kind NOT NULL,
+    payload          jsonb NOT NULL DEFAULT '{}',
+    priority         smallint NOT NULL DEFAULT 0,
+    state            {schema}.job_state NOT NULL DEFAULT 'available',
+    attempt          {schema}.job_attempt NOT NULL DEFAULT 0,
+    max_retry        {schema}.job_max_retry NOT NULL DEFAULT 25,
+    timeout          {schema}.job_timeout NOT NULL DEFAULT '30 minutes',
+    run_at           {schema}.job_run_at NOT NULL DEFAULT now(),
+    last_error       text,
+    errors           jsonb,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    lease_expires_at timestamptz,
+    worker_id        uuid,
+    result           jsonb,
+    trace_context    jsonb
+) WITH (
+    -- A queue table churns: vacuum it early and without throttling.
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+COMMENT ON TABLE {schema}.jobs IS
+    'pgjobs: one row per job; see docs/concepts.md for the state machine';
+COMMENT ON COLUMN {schema}.jobs.attempt IS 'attempts started so far';
+COMMENT ON COLUMN {schema}.jobs.max_retry IS 'retries allowed after the first attempt';
+COMMENT ON COLUMN {schema}.jobs.priority IS 'lower runs first within a queue';
+COMMENT ON COLUMN {schema}.jobs.errors IS 'one {attempt, at, error} object per failed attempt';
+COMMENT ON COLUMN {schema}.jobs.lease_expires_at IS 'a running job whose lease passed is rescued';
+COMMENT ON COLUMN {schema}.jobs.result IS
+    'what the handler returned (JSON), kept while the completed job is retained';
+-- Written only by an enqueue made with tracing on (pgjobs.tracing), so that the job's
+-- handler span continues the enqueuer's trace.
+COMMENT ON COLUMN {schema}.jobs.trace_context IS
+    'the enqueuer''s trace context (traceparent, tracestate) when it traced; NULL otherwise';
 
-UPGRADE = r"""
+-- An insert pays for every partial index of its table, whether or not the new row goes
+-- into it (PostgreSQL locks and opens each one, and prepares its predicate, for every
+-- statement), so the jobs table has two: one for the claim, one for everything else.
+--
+-- The claim path: available jobs of one queue in priority order. Partial, so it holds
+-- only runnable rows and stays small however many finished rows are retained.
+CREATE INDEX jobs_claim_idx ON {schema}.jobs (queue, priority, id) WHERE state = 'available';
+-- Every job that is not available, by state and by the time that matters in that state.
+-- Staging, crash recovery and pruning (pgjobs/sql/jobs.sql, prune.sql, admin.sql and
+-- purge_finished below) search it with this same expression: written any other way, it
+-- is not an index condition.
+CREATE INDEX jobs_state_time_idx ON {schema}.jobs
+    (state, (CASE state WHEN 'scheduled' THEN run_at WHEN 'running' THEN lease_expires_at
+                        ELSE finished_at END))
+    WHERE state <> 'available';
+COMMENT ON INDEX {schema}.jobs_state_time_idx IS
+    'pgjobs: jobs that are not available, by state and by when the scheduled are due, '
+    'the running lose their lease, the finished finished';
+
+-- ----------------------------------------------------------------------------------
+-- Workers, queues, throughput, waiters
+-- ----------------------------------------------------------------------------------
+
+CREATE TABLE {schema}.workers (
+    id           uuid PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    queues       text[] NOT NULL,
+    concurrency  integer NOT NULL,
+    version      text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    waiting      boolean NOT NULL DEFAULT false,
+    kinds        text[],
+    weights      int4[]
+);
+
+COMMENT ON TABLE {schema}.workers IS 'pgjobs: live worker processes, refreshed by heartbeat';
+COMMENT ON COLUMN {schema}.workers.waiting IS 'idle and listening: enqueuers NOTIFY only then';
+-- doctor() names the waiting jobs whose kind no live worker serving their queue can run,
+-- and why() says so of such a job.
+COMMENT ON COLUMN {schema}.workers.kinds IS
+    'the job kinds its handlers run; NULL: not said, counted as running every kind';
+COMMENT ON COLUMN {schema}.workers.weights IS
+    'the weight of each of its queues, in the order of queues; NULL: not said';
+
+-- Per-queue settings that must hold across restarts and machines. A queue needs no row
+-- here to be used; a row appears when a queue is paused (or given other settings).
+CREATE TABLE {schema}.queues (
+    name       text PRIMARY KEY,
+    paused_at  timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE {schema}.queues IS
+    'pgjobs: queue settings; workers do not claim from a paused queue';
+
+-- Finished attempts per minute, queue and worker, written by each worker's completer with
+-- its batch. Per worker, so concurrent workers never wait on each other's counter rows.
+CREATE TABLE {schema}.stats (
+    minute     timestamptz NOT NULL,
+    queue      text NOT NULL,
+    worker_id  uuid NOT NULL,
+    completed  integer NOT NULL DEFAULT 0,
+    failed     integer NOT NULL DEFAULT 0,
+    retried    integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, queue, worker_id)
+);
+
+COMMENT ON TABLE {schema}.stats IS 'pgjobs: finished attempts per minute, for throughput views';
+
+-- A client blocked in wait(job_id) registers here and LISTENs on {schema}_finished; the
+-- worker that records the job's outcome sends that NOTIFY only if a row here asks for it,
+-- so finishing jobs nobody waits for never takes the commit-time NOTIFY lock.
+CREATE TABLE {schema}.waiters (
+    job_id bigint NOT NULL,
+    since  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX waiters_job_id_idx ON {schema}.waiters (job_id);
+COMMENT ON TABLE {schema}.waiters IS
+    'pgjobs: clients waiting for a job to finish (see Client.wait)';
+
+-- ----------------------------------------------------------------------------------
+-- Unique keys
+-- ----------------------------------------------------------------------------------
+
+-- One row per unique key in force. A key is claimed with one INSERT ... ON CONFLICT in
+-- the enqueuing transaction, so it is race-free under concurrent enqueues and disappears
+-- with a rolled-back enqueue. Its window (expires_at) is independent of how long the
+-- job's own row is kept; a key without expires_at is held until its job finishes.
+
+CREATE TABLE {schema}.unique_keys (
+    key        text PRIMARY KEY,
+    job_id     bigint NOT NULL,
+    expires_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT unique_keys_key_check CHECK (length(key) BETWEEN 1 AND 512)
+);
+
+-- The pruner deletes expired keys oldest first, in batches.
+CREATE INDEX unique_keys_expires_at_idx ON {schema}.unique_keys (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+COMMENT ON TABLE {schema}.unique_keys IS
+    'pgjobs: unique keys in force; a job enqueued with a key held here is a duplicate';
+COMMENT ON COLUMN {schema}.unique_keys.job_id IS
+    'the job that holds the key (it may have finished and been deleted since)';
+COMMENT ON COLUMN {schema}.unique_keys.expires_at IS
+    'end of the uniqueness window; NULL: held until the job finishes';
+
+-- ----------------------------------------------------------------------------------
+-- Leader election
+-- ----------------------------------------------------------------------------------
+
+-- At most one live leader per name, elected and renewed by one conditional upsert (no
+-- session state, so it works through PgBouncer in transaction mode). The leader runs
+-- the periodic scheduler and the pruner.
+CREATE TABLE {schema}.leader (
+    name       text PRIMARY KEY,
+    worker_id  uuid NOT NULL,
+    elected_at timestamptz NOT NULL DEFAULT now(),
+    renewed_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+
+COMMENT ON TABLE {schema}.leader IS
+    'pgjobs: the worker that runs periodic jobs and pruning, while expires_at is ahead';
+COMMENT ON COLUMN {schema}.leader.renewed_at IS
+    'the leader''s last renewal, or its resignation: a successor takes over from there';
+
 -- ----------------------------------------------------------------------------------
 -- Small helpers
 -- ----------------------------------------------------------------------------------
@@ -91,6 +295,66 @@ RETURN EXISTS (SELECT FROM {schema}.queues q WHERE q.name = queue_known.queue)
 
 COMMENT ON FUNCTION {schema}.queue_known(text) IS
     'pgjobs: true when a job, a worker or a queue setting names this queue';
+
+-- A time as a reader can hold it: the same instant (or NULL), or the nearest one inside
+-- the range of job_run_at, for a row written by hand past that rule (pgjobs/sql reads
+-- job times through it).
+CREATE FUNCTION {schema}.job_time(t timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN t < '0001-01-02 00:00:00+00' THEN '0001-01-02 00:00:00+00'::timestamptz
+                   WHEN t > '9999-12-30 23:59:59.999999+00' THEN '9999-12-30 23:59:59.999999+00'::timestamptz
+                   ELSE t END $$;
+
+COMMENT ON FUNCTION {schema}.job_time(timestamptz) IS
+    'pgjobs: a time clamped into what every client can read back (years 1 to 9999)';
+
+-- A row a role inserts is a new job, the way enqueue() makes one. Its id is one the
+-- session drew from jobs_id_seq (an id planted ahead of the sequence would make the
+-- owner's next enqueues fail with a unique violation), and a row that starts out running
+-- or finished carries what those states need (a running job a lease and a start, a
+-- finished one its finish time): the enqueue role, which may set a new job's state but
+-- none of those columns, can only create scheduled and available jobs.
+--
+-- It is the cheapest guard found that holds (python -m bench.server_cost): the same
+-- checks as the trigger's WHEN, or as a CHECK constraint, cost more per statement, and
+-- column privileges cannot work, since enqueue_many's COPY and unique enqueues must give
+-- the ids they reserved, and a delayed job its state.
+CREATE FUNCTION {schema}.job_insert_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- An ordinary new job passes in one expression: plpgsql prepares each expression it
+    -- evaluates once per transaction, and a one-row enqueue is a transaction of its own.
+    -- 'scheduled' and 'available' come first in job_state.
+    IF NEW.state <= 'available' AND NEW.id <= currval('{schema}.jobs_id_seq') THEN
+        RETURN NEW;
+    END IF;
+    -- (currval() fails in a session that drew no id: an explicit id there is refused.)
+    IF NEW.id > currval('{schema}.jobs_id_seq') THEN
+        RAISE EXCEPTION 'pgjobs: job id % is ahead of the ids this session drew from '
+                        '{schema}.jobs_id_seq', NEW.id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Leave id out, or reserve ids with nextval().';
+    END IF;
+    IF NEW.state = 'running'
+       AND (NEW.lease_expires_at IS NULL OR NEW.started_at IS NULL) THEN
+        RAISE EXCEPTION 'pgjobs: a new running job needs started_at and lease_expires_at'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.state > 'running' AND NEW.finished_at IS NULL THEN
+        RAISE EXCEPTION 'pgjobs: a new % job needs finished_at', NEW.state
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION {schema}.job_insert_guard() IS
+    'pgjobs: refuses a new job with an id ahead of jobs_id_seq, or a state it cannot be in';
+
+-- No WHEN: PostgreSQL reads and plans a trigger's WHEN afresh for every statement, which
+-- cost more (24,000 instructions to read this one's back) than calling the function.
+CREATE TRIGGER jobs_insert_guard BEFORE INSERT ON {schema}.jobs
+FOR EACH ROW EXECUTE FUNCTION {schema}.job_insert_guard();
 
 -- ----------------------------------------------------------------------------------
 -- Views
@@ -253,10 +517,12 @@ COMMENT ON VIEW {schema}.vacuum_blockers IS
 -- Enqueue from SQL
 -- ----------------------------------------------------------------------------------
 
--- The same options, defaults and validation as pgjobs.Task (pgjobs/task.py) and the
--- same insert and wakeup as job_insert (pgjobs/sql/jobs.sql). SECURITY DEFINER with a
--- fixed search_path, so a role with only EXECUTE on it can enqueue without reading or
--- writing the tables itself.
+-- The same options, defaults and validation as pgjobs.Task (pgjobs/task.py), the same
+-- insert and wakeup as job_insert (pgjobs/sql/jobs.sql), and the same unique-key claim
+-- as job_insert_unique (pgjobs/sql/unique.sql). Returns the new job's id or, for a
+-- duplicate, the id of the job that holds the key. SECURITY DEFINER with a fixed
+-- search_path, so a role with only EXECUTE on it can enqueue without reading or writing
+-- the tables itself.
 CREATE FUNCTION {schema}.enqueue(
     kind text,
     payload jsonb DEFAULT '{}',
@@ -265,7 +531,9 @@ CREATE FUNCTION {schema}.enqueue(
     max_retry integer DEFAULT 25,
     timeout interval DEFAULT '30 minutes',
     run_at timestamptz DEFAULT NULL,
-    delay interval DEFAULT NULL
+    delay interval DEFAULT NULL,
+    unique_key text DEFAULT NULL,
+    unique_for interval DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -273,6 +541,7 @@ AS $$
 DECLARE
     whitespace constant text := E' \t\n\r\f\v';
     max_name constant integer := 255;
+    max_key constant integer := 512;
     max_payload constant integer := 1048576;
     max_max_retry constant integer := 2147483646;  -- attempt counts to max_retry + 1
     max_seconds constant numeric := 3155760000;  -- 100 years, as pgjobs.task.MAX_SECONDS
@@ -280,8 +549,10 @@ DECLARE
     payload_bytes integer;
     new_id bigint;
     new_state {schema}.job_state;
+    holder bigint;
+    holder_expires timestamptz;
 BEGIN
-    IF enqueue.kind IS NULL OR btrim(enqueue.kind, whitespace) = '' THEN
+    IF enqueue.kind IS NULL OR enqueue.kind !~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]' THEN
         RAISE EXCEPTION 'pgjobs.enqueue: kind must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -289,7 +560,7 @@ BEGIN
         RAISE EXCEPTION 'pgjobs.enqueue: kind is % characters long, over the limit of %',
             length(enqueue.kind), max_name USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF enqueue.queue IS NULL OR btrim(enqueue.queue, whitespace) = '' THEN
+    IF enqueue.queue IS NULL OR enqueue.queue !~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]' THEN
         RAISE EXCEPTION 'pgjobs.enqueue: queue must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -323,8 +594,8 @@ BEGIN
         RAISE EXCEPTION 'pgjobs.enqueue: timeout must be at most % seconds (100 years)',
             max_seconds USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT isfinite(enqueue.run_at) THEN
-        RAISE EXCEPTION 'pgjobs.enqueue: run_at must be a finite time, not %', enqueue.run_at
+    IF enqueue.run_at < '0001-01-02 00:00:00+00' OR enqueue.run_at >= '9999-12-31 00:00:00+00' THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: run_at must be from % to before % (UTC), not %', '0001-01-02 00:00:00+00', '9999-12-31 00:00:00+00', enqueue.run_at
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF enqueue.run_at IS NOT NULL AND enqueue.delay IS NOT NULL THEN
@@ -339,14 +610,65 @@ BEGIN
         RAISE EXCEPTION 'pgjobs.enqueue: delay must be at most % seconds (100 years)',
             max_seconds USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF enqueue.unique_key !~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]' THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: unique_key must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(enqueue.unique_key) > max_key THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: unique_key is % characters long, over the limit of %',
+            length(enqueue.unique_key), max_key USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue.unique_for IS NOT NULL AND enqueue.unique_key IS NULL THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: unique_for needs a unique_key'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT enqueue.unique_for > interval '0' THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: unique_for must be more than 0 seconds, not %',
+            enqueue.unique_for USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF extract(epoch FROM enqueue.unique_for) > max_seconds THEN
+        RAISE EXCEPTION 'pgjobs.enqueue: unique_for must be at most % seconds (100 years)',
+            max_seconds USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF enqueue.unique_key IS NULL THEN
+        new_id := nextval('{schema}.jobs_id_seq');
+    ELSE
+        -- Claim the key as job_insert_unique does. Each statement of this VOLATILE
+        -- function takes a new snapshot, so after the claim has locked the key row the
+        -- release below sees the holder's job as committed.
+        LOOP
+            new_id := nextval('{schema}.jobs_id_seq');
+            INSERT INTO {schema}.unique_keys AS k (key, job_id, expires_at)
+            VALUES (enqueue.unique_key, new_id, now() + enqueue.unique_for)
+            ON CONFLICT (key) DO UPDATE
+            SET job_id = CASE WHEN k.expires_at <= now() THEN excluded.job_id ELSE k.job_id END,
+                created_at = CASE WHEN k.expires_at <= now() THEN now() ELSE k.created_at END,
+                expires_at = CASE WHEN k.expires_at <= now() THEN excluded.expires_at
+                                  ELSE k.expires_at END
+            RETURNING k.job_id, k.expires_at INTO holder, holder_expires;
+            EXIT WHEN holder = new_id;
+            IF holder_expires IS NOT NULL THEN
+                RETURN holder;  -- its window is still open
+            END IF;
+            DELETE FROM {schema}.unique_keys k
+            WHERE k.key = enqueue.unique_key AND k.job_id = holder AND k.expires_at IS NULL
+              AND NOT EXISTS (SELECT FROM {schema}.jobs j
+                              WHERE j.id = holder
+                                AND j.state IN ('scheduled', 'available', 'running'));
+            IF NOT FOUND THEN
+                RETURN holder;  -- its job has not finished
+            END IF;
+        END LOOP;
+    END IF;
 
     due := coalesce(enqueue.run_at, now() + coalesce(enqueue.delay, interval '0'));
     INSERT INTO {schema}.jobs AS j
-        (queue, kind, payload, priority, max_retry, timeout, run_at, state)
-    VALUES (enqueue.queue, enqueue.kind, enqueue.payload, enqueue.priority, enqueue.max_retry,
-            enqueue.timeout, due,
+        (id, queue, kind, payload, priority, max_retry, timeout, run_at, state)
+    VALUES (new_id, enqueue.queue, enqueue.kind, enqueue.payload, enqueue.priority,
+            enqueue.max_retry, enqueue.timeout, due,
             CASE WHEN due <= now() THEN 'available' ELSE 'scheduled' END::{schema}.job_state)
-    RETURNING j.id, j.state INTO new_id, new_state;
+    RETURNING j.state INTO new_state;
 
     IF new_state = 'available' THEN
         PERFORM {schema}.wakeup(enqueue.queue);
@@ -356,12 +678,13 @@ END
 $$;
 
 COMMENT ON FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, interval,
-                                     timestamptz, interval) IS
-    'pgjobs: enqueue a job from SQL (a trigger, psql, any language); returns its id';
+                                     timestamptz, interval, text, interval) IS
+    'pgjobs: enqueue a job from SQL (a trigger, psql, any language); returns its id, or '
+    'the id of the job holding its unique_key';
 
 -- Only roles given EXECUTE (see grant_roles) may enqueue through the definer's rights.
 REVOKE ALL ON FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, interval,
-                                        timestamptz, interval) FROM PUBLIC;
+                                        timestamptz, interval, text, interval) FROM PUBLIC;
 
 -- ----------------------------------------------------------------------------------
 -- Operator functions
@@ -540,7 +863,8 @@ BEGIN
     END IF;
     WITH doomed AS (
         SELECT j.id FROM {schema}.jobs j
-        WHERE j.state = ANY (states) AND j.finished_at < now() - older_than
+        WHERE j.state = ANY (states)
+          AND CASE state WHEN 'scheduled' THEN run_at WHEN 'running' THEN lease_expires_at ELSE finished_at END < now() - older_than
         LIMIT max_rows
     ),
     gone AS (
@@ -625,7 +949,14 @@ BEGIN
                                      to_char(j.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
                                      j.worker_id, tries);
         END IF;
-        IF j.lease_expires_at < now() THEN
+        IF j.lease_expires_at IS NULL THEN
+            lines := lines || 'It has no lease, so no worker holds it: a live worker''s '
+                              'rescuer gives it back to its queue (or fails it when no '
+                              'retry is left) at its next pass.'::text;
+            IF live_total = 0 THEN
+                lines := lines || 'No worker is live to rescue it: start a worker.'::text;
+            END IF;
+        ELSIF j.lease_expires_at < now() THEN
             lines := lines || format('Its lease expired %s ago: its worker is presumed dead, '
                                      'and a live worker''s rescuer will retry it (or fail it '
                                      'when no retry is left).',
@@ -712,6 +1043,18 @@ BEGIN
         END IF;
     END IF;
 
+    IF EXISTS (SELECT FROM {schema}.workers x
+               WHERE x.heartbeat_at > {schema}.worker_live_after() AND j.queue = ANY (x.queues))
+    AND NOT EXISTS (SELECT FROM {schema}.workers x
+                    WHERE x.heartbeat_at > {schema}.worker_live_after()
+                      AND j.queue = ANY (x.queues)
+                      AND (x.kinds IS NULL OR j.kind = ANY (x.kinds))) THEN
+        lines := lines || format('No live worker serving queue "%s" has a handler for kind '
+                                 '"%s": a worker that claims it fails the attempt (no '
+                                 'handler). Deploy a worker that registers the kind.',
+                                 j.queue, j.kind);
+    END IF;
+
     IF j.state = 'available' THEN
         SELECT count(*) INTO ahead FROM {schema}.jobs x
         WHERE x.state = 'available' AND x.queue = j.queue
@@ -757,6 +1100,7 @@ COMMENT ON FUNCTION {schema}.why(bigint) IS
 -- ----------------------------------------------------------------------------------
 
 -- What degrades a Postgres queue, one row per finding: status 'ok', 'info' or 'warn'.
+
 CREATE FUNCTION {schema}.doctor(long_transaction interval DEFAULT '5 minutes')
 RETURNS TABLE (check_name text, status text, detail text)
 LANGUAGE plpgsql STABLE AS $$
@@ -850,6 +1194,18 @@ BEGIN
     END IF;
     RETURN NEXT;
 
+    SELECT count(*) INTO n FROM {schema}.jobs x
+    WHERE x.state = 'running' AND x.lease_expires_at IS NULL;
+    IF n > 0 THEN
+        check_name := 'stuck jobs';
+        status := 'warn';
+        detail := format('%s running job%s no lease: a live worker''s rescuer gives %s back '
+                         'at its next pass; is any worker running?', n,
+                         CASE WHEN n = 1 THEN ' has' ELSE 's have' END,
+                         CASE WHEN n = 1 THEN 'it' ELSE 'them' END);
+        RETURN NEXT;
+    END IF;
+
     SELECT count(*), min(x.run_at) INTO n, oldest
     FROM {schema}.jobs x WHERE x.state = 'scheduled' AND x.run_at < now() - interval '1 minute';
     IF n > 0 THEN
@@ -861,6 +1217,31 @@ BEGIN
                          {schema}.format_duration(now() - oldest));
         RETURN NEXT;
     END IF;
+
+    -- Waiting jobs of a kind that no live worker serving their queue has a handler for.
+    FOR o IN
+        SELECT j.queue, j.kind, count(*) AS n
+        FROM {schema}.jobs j
+        WHERE j.state IN ('available', 'scheduled')
+          AND EXISTS (SELECT FROM {schema}.workers x
+               WHERE x.heartbeat_at > {schema}.worker_live_after() AND j.queue = ANY (x.queues))
+    AND NOT EXISTS (SELECT FROM {schema}.workers x
+                    WHERE x.heartbeat_at > {schema}.worker_live_after()
+                      AND j.queue = ANY (x.queues)
+                      AND (x.kinds IS NULL OR j.kind = ANY (x.kinds)))
+        GROUP BY j.queue, j.kind
+        ORDER BY count(*) DESC, j.queue, j.kind
+        LIMIT 10
+    LOOP
+        check_name := 'kinds';
+        status := 'warn';
+        detail := format('%s job%s of kind "%s" in queue "%s" %s waiting, and no live '
+                         'worker serving the queue has a handler for the kind: each attempt '
+                         'fails (no handler) until a worker that registers it runs', o.n,
+                         CASE WHEN o.n = 1 THEN '' ELSE 's' END, o.kind, o.queue,
+                         CASE WHEN o.n = 1 THEN 'is' ELSE 'are' END);
+        RETURN NEXT;
+    END LOOP;
 
     -- 4. Queues with work that nobody serves, and paused queues.
     FOR o IN
@@ -944,6 +1325,7 @@ COMMENT ON FUNCTION {schema}.doctor(interval) IS
 -- Three roles, created NOLOGIN when missing (needs CREATEROLE) and granted what they
 -- need; grant them to login roles (GRANT {schema}_worker TO app_worker). Run again
 -- after upgrading pgjobs: it is idempotent. Returns the statements it ran.
+
 CREATE FUNCTION {schema}.grant_roles(
     enqueuer text DEFAULT '{schema}_enqueuer',
     worker text DEFAULT '{schema}_worker',
@@ -976,11 +1358,10 @@ BEGIN
         format('GRANT USAGE ON SCHEMA {schema} TO %I, %I, %I', enqueuer, worker, reader),
         -- enqueue-only: the function, or a plain INSERT (pgjobs.enqueue() in Python). It
         -- sees ids, queues and states (for INSERT ... RETURNING), never kinds or payloads.
-        format('GRANT EXECUTE ON FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, '
-               'interval, timestamptz, interval) TO %I, %I', enqueuer, worker),
+        format('GRANT EXECUTE ON FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, interval, timestamptz, interval, text, interval) TO %I, %I', enqueuer, worker),
         -- (id and the sequence: bulk enqueue reserves ids with nextval, then COPYs rows.)
         format('GRANT INSERT (id, queue, kind, payload, priority, max_retry, timeout, run_at, '
-               'state) ON {schema}.jobs TO %I', enqueuer),
+               'state, trace_context) ON {schema}.jobs TO %I', enqueuer),
         format('GRANT USAGE ON SEQUENCE {schema}.jobs_id_seq TO %I, %I', enqueuer, worker),
         format('GRANT SELECT (id, queue, state) ON {schema}.jobs TO %I', enqueuer),
         format('GRANT SELECT (queues, waiting) ON {schema}.workers TO %I', enqueuer),
@@ -1005,41 +1386,19 @@ BEGIN
         EXECUTE stmt;
         RETURN NEXT stmt;
     END LOOP;
+    -- An enqueue with a unique_key claims (or takes over) a row in unique_keys; the
+    -- leader worker elects itself in leader and prunes expired keys.
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.unique_keys TO %I, %I',
+               enqueuer, worker),
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.leader TO %I', worker),
+        format('GRANT USAGE ON SEQUENCE {schema}.jobs_id_seq TO %I, %I', enqueuer, worker)
+    ] LOOP
+        EXECUTE stmt;
+        RETURN NEXT stmt;
+    END LOOP;
 END
 $$;
 
 COMMENT ON FUNCTION {schema}.grant_roles(text, text, text, boolean) IS
     'pgjobs: create (if missing) and grant the enqueuer, worker and reader roles';
-"""
-
-DOWNGRADE = """
-DROP FUNCTION {schema}.grant_roles(text, text, text, boolean);
-DROP FUNCTION {schema}.doctor(interval);
-DROP FUNCTION {schema}.why(bigint);
-DROP FUNCTION {schema}.purge_finished(interval, integer, {schema}.job_state[]);
-DROP FUNCTION {schema}.resume_queue(text);
-DROP FUNCTION {schema}.pause_queue(text, boolean);
-DROP FUNCTION {schema}.cancel_job(bigint, text);
-DROP FUNCTION {schema}.retry_failed(text, text);
-DROP FUNCTION {schema}.retry_job(bigint);
-DROP FUNCTION {schema}.job_not_found(bigint);
-DROP FUNCTION {schema}.enqueue(text, jsonb, text, integer, integer, interval, timestamptz,
-                               interval);
-DROP VIEW {schema}.vacuum_blockers;
-DROP VIEW {schema}.failed_jobs;
-DROP VIEW {schema}.running_jobs;
-DROP VIEW {schema}.queue_summary;
-DROP VIEW {schema}.live_workers;
-DROP FUNCTION {schema}.queue_known(text);
-DROP FUNCTION {schema}.wakeup(text);
-DROP FUNCTION {schema}.format_duration(interval);
-DROP FUNCTION {schema}.worker_live_after();
-"""
-
-
-def upgrade() -> None:
-    run_sql(UPGRADE)
-
-
-def downgrade() -> None:
-    run_sql(DOWNGRADE)
