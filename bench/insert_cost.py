@@ -8,7 +8,7 @@ every statement,
 * the same INSERT into a copy of ``pgjobs.jobs`` with its columns and defaults but only
   its primary key, and without its rules (the domains' base types);
 * the same with all its indexes;
-* the same with the rules as table CHECK constraints, as before migration 0005;
+* the same with the rules as table CHECK constraints, as they were before domains;
 * the same INSERT into ``pgjobs.jobs`` itself, whose rules are domains;
 * the same returning the new id;
 * ``job_insert_defaults``, the statement ``pgjobs.enqueue`` sends for a job due at once

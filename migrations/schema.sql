@@ -41,9 +41,19 @@ CREATE TYPE {schema}.job_state AS ENUM (
 -- 14: a name made of those alone looks empty. pgjobs.task.BLANK_RANGES holds the same
 -- ranges (a test reads this rule back from the database).
 CREATE DOMAIN {schema}.job_kind AS text
-    CONSTRAINT job_kind_check CHECK (length(VALUE) <= 255 AND VALUE ~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]');
+    CONSTRAINT job_kind_check CHECK (length(VALUE) <= 255 AND VALUE ~
+        '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f'
+        '\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064'
+        '\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd'
+        '\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001'
+        '\U000e0020-\U000e007f]');
 CREATE DOMAIN {schema}.job_queue AS text
-    CONSTRAINT job_queue_check CHECK (length(VALUE) <= 255 AND VALUE ~ '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]');
+    CONSTRAINT job_queue_check CHECK (length(VALUE) <= 255 AND VALUE ~
+        '[^\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f'
+        '\u0890-\u0891\u08e2\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064'
+        '\u2066-\u206f\u3000\ufeff\ufff9-\ufffb\U000110bd\U000110cd'
+        '\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001'
+        '\U000e0020-\U000e007f]');
 -- attempt counts to max_retry + 1, which must fit an integer.
 CREATE DOMAIN {schema}.job_max_retry AS integer
     CONSTRAINT job_max_retry_check CHECK (VALUE >= 0 AND VALUE <= 2147483646);

@@ -58,7 +58,8 @@ _PRIORITY_RANGE = (-32768, 32767)  # smallint
 #: What a name may not be made of alone: whitespace (``str.isspace``) and the invisible
 #: format characters (Unicode category Cf), as of Unicode 14, as ranges of a regular
 #: expression class that Python and PostgreSQL read alike. The jobs table's rule on
-#: kind and queue is written with these same ranges (migration 0007; a test compares).
+#: kind and queue is written with these same ranges (migrations/schema.sql; a test
+#: compares).
 BLANK_RANGES = (
     r"\t-\r\u001c- \u0085\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
     r"\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff"

@@ -49,7 +49,7 @@ COUNT_CAP = 10_000
 HEALTH_TTL = 30.0
 HEALTH_WAIT = 1.0
 DEFAULT_PAGE = 50
-_MAX_TEXT = 255  # queue and kind names are at most this long (a CHECK in migration 0001)
+_MAX_TEXT = 255  # queue and kind names are at most this long (their domains' rule)
 
 
 @dataclass(frozen=True, slots=True)

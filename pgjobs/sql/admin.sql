@@ -1,7 +1,7 @@
 -- What operators run: the statements behind pgjobs.admin and the CLI's status, jobs,
 -- retry, cancel, pause, resume, why, doctor, purge and grants commands.
 --
--- The logic lives in the views and functions of migration 0002 (documented in
+-- The logic lives in the views and functions of migrations/schema.sql (documented in
 -- docs/sql-reference.md), so psql users and the CLI get the same answers; these
 -- statements only call them. {schema} is substituted at load (see pgjobs/_queries.py);
 -- everything else is a bound parameter.

@@ -53,7 +53,7 @@ select result from {schema}.jobs where id = %(id)s;
 --   the age above it.
 -- * scheduled, running, failed, cancelled: at most *cap* + 1 jobs of each state, across
 --   all queues, read in jobs_state_time_idx order (earliest first; the CASE is the index's,
---   migration 0006). A state with more is listed in capped_states, and its per-queue
+--   see migrations/schema.sql). A state with more is listed in capped_states, and its per-queue
 --   counts are then lower bounds.
 -- * completed is not counted: retained finished jobs are the bulk of the table. The page
 --   shows the last hour's throughput from stats instead.

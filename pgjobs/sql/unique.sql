@@ -14,7 +14,7 @@
 -- statement therefore never concludes "the holder's job finished" from its own snapshot:
 -- unique_key_release_finished, a later statement (a new snapshot, with the key row
 -- already locked by us), does. See pgjobs/enqueue.py for the whole sequence, and the SQL
--- function {schema}.enqueue (migration 0004) for the same in PL/pgSQL.
+-- function {schema}.enqueue (migrations/schema.sql) for the same in PL/pgSQL.
 
 -- name: job_insert_unique
 -- One unique job: claim the key for a new id (or take over an expired one), and insert
