@@ -404,11 +404,10 @@ def waiters(db: psycopg.Connection[Any]) -> int:
 
 
 async def prune_once(dsn: str, config: pgjobs.Config) -> None:
-    from pgjobs._worker.pruner import Pruner
+    from pgjobs._worker.pruner import Pruner, PrunerConfig
 
-    retention = {state: config.retention(state) for state in ("completed", "failed", "cancelled")}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await Pruner("pgjobs", 60.0, retention).run_once(conn)
+        await Pruner("pgjobs", PrunerConfig.from_config(config)).run_once(conn)
 
 
 async def test_wait_gets_the_result_without_retention(dsn, db, running) -> None:

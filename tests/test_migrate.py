@@ -306,10 +306,10 @@ def test_0007_grants_the_trace_context_to_whoever_may_write_a_new_job(empty_dsn:
 
 #: The statements that look jobs up by state and time, with the parameters they run with.
 STATE_TIME_SEARCHES = {
-    "job_stage_due": {"limit": 10},
-    "job_rescue_expired": {"limit": 10},
-    "job_next_lease_expiry": {},
-    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10},
+    "job_stage_due": {"limit": 10, "now": None},
+    "job_rescue_expired": {"limit": 10, "now": None},
+    "job_next_lease_expiry": {"now": None},
+    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10, "now": None},
     "job_count_finished": {"states": ["completed", "failed"], "older_than": 60},
 }
 

@@ -701,9 +701,9 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
     """A rescue pass rescues what expired and reports when the next lease runs out, so the
     worker can wait for that instead of a whole interval; with nothing running it waits
     the interval (±10 %), and it never spins faster than RESCUE_MIN_GAP."""
-    from pgjobs._worker.services import RESCUE_MIN_GAP, Rescuer
+    from pgjobs._worker.services import RESCUE_MIN_GAP, Rescuer, RescuerConfig
 
-    rescuer = Rescuer("pgjobs", interval=15.0, stale_after=60.0)
+    rescuer = Rescuer("pgjobs", RescuerConfig(interval=15.0, stale_after=60.0))
     assert rescuer.run_at_start
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         expired, soon = [await pgjobs.enqueue_async(conn, pgjobs.Task("x")) for _ in range(2)]
@@ -718,7 +718,7 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
             " started_at = now(), lease_expires_at = now() + interval '3 s' where id = %s",
             [soon],
         )
-        assert await rescuer.run_once(conn) == 1
+        assert (await rescuer.run_once(conn)).available == (expired,)
         assert rescuer.next_expiry is not None
         assert 2.0 < rescuer.next_expiry <= 3.0
         assert 2.0 < rescuer.next_delay() <= 3.2
@@ -727,6 +727,6 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
         assert rescuer.next_delay() == RESCUE_MIN_GAP
 
         await conn.execute("delete from pgjobs.jobs")
-        assert await rescuer.run_once(conn) == 0
+        assert (await rescuer.run_once(conn)).total == 0
         assert rescuer.next_expiry is None
         assert 13.5 <= rescuer.next_delay() <= 16.5

@@ -224,7 +224,10 @@ def finish(
 
 
 def rescue(conn: psycopg.Connection[Any]) -> list[int]:
-    return [row[0] for row in conn.execute(Q["job_rescue_expired"], {"limit": 100}).fetchall()]
+    return [
+        row[0]
+        for row in conn.execute(Q["job_rescue_expired"], {"limit": 100, "now": None}).fetchall()
+    ]
 
 
 def expire_lease(conn: psycopg.Connection[Any], job_id: int) -> None:
