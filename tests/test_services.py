@@ -8,6 +8,7 @@ configuring short leases and waiting for them.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from pgjobs._worker.services import (
     Stager,
     StagerConfig,
     WorkerServices,
+    run_periodically,
 )
 from pgjobs._worker.signals import TestSignal
 from tests.test_worker import make_config
@@ -279,6 +281,23 @@ async def test_a_workers_services_signal_each_pass(dsn, db, running) -> None:
     staged = await services.stager.signals.ran.wait_for(lambda result: result.total > 0)
     assert staged.staged == {"default": 1}
     assert job(db, job_id)["state"] != "scheduled"
+
+
+async def test_a_pass_that_fails_is_signalled_and_the_next_pass_runs(pool) -> None:
+    working = Stager("pgjobs", StagerConfig(interval=0.01), lambda queue: None)
+    broken = Stager("not_migrated", StagerConfig(interval=0.01), lambda queue: None)
+    for service in (working, broken):
+        service.signals.init()
+    tasks = [asyncio.create_task(run_periodically(s, pool)) for s in (working, broken)]
+    try:
+        assert (await working.signals.ran.wait()).staged == {}
+        for _ in range(2):  # the loop survives the failure and tries again
+            error = await broken.signals.failed.wait()
+            assert isinstance(error, psycopg.errors.UndefinedTable)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_signal_keeps_nothing_until_a_test_asks() -> None:
