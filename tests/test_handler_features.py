@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import pytest
 
 import pgjobs
+import pgjobs.client
 from pgjobs.backoff import constant
 from tests.test_worker import job_row, make_config, wait_for_state, wait_until
 
@@ -354,7 +356,23 @@ def gated_sum() -> tuple[pgjobs.Server, asyncio.Event]:
     return server, release
 
 
-async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
+def wait_has_read(db: psycopg.Connection[Any], since: datetime) -> bool:
+    """Whether a Client.wait that connected after *since* has read its job and sits
+    waiting for a notification (its connection idle after job_fetch)."""
+    row = db.execute(
+        "select count(*) from pg_stat_activity"
+        " where datname = current_database() and backend_start > %s"
+        " and state = 'idle' and query like %s",
+        (since, "%job_time(finished_at)%"),
+    ).fetchone()
+    return row is not None and row[0] > 0
+
+
+async def test_get_and_wait_for_a_result(dsn, db, running, monkeypatch) -> None:
+    # wait() also re-reads its job now and then, for finishes that send no NOTIFY (and at
+    # its timeout): with no timeout and that re-read an hour away, only the NOTIFY can
+    # end the wait below.
+    monkeypatch.setattr(pgjobs.client, "WAIT_RECHECK", 3600.0)
     server, release = gated_sum()
     await running(server, make_config(dsn, completed_retention=None))
     async with pgjobs.AsyncClient(dsn) as client:
@@ -365,10 +383,11 @@ async def test_get_and_wait_for_a_result(dsn, db, running) -> None:
         assert not job.finished
         with pytest.raises(TimeoutError):
             await client.wait(job_id, timeout=0.3)
-        waiter = asyncio.ensure_future(client.wait(job_id, timeout=30))
-        await asyncio.sleep(0.1)
+        since = db.execute("select clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        waiter = asyncio.ensure_future(client.wait(job_id))
+        await wait_until(lambda: wait_has_read(db, since), what="wait() to read the job")
         release.set()
-        done = await waiter
+        done = await asyncio.wait_for(waiter, 20)
     assert done is not None
     assert done.state == "completed"
     assert done.result == 6
@@ -404,11 +423,10 @@ def waiters(db: psycopg.Connection[Any]) -> int:
 
 
 async def prune_once(dsn: str, config: pgjobs.Config) -> None:
-    from pgjobs._worker.pruner import Pruner
+    from pgjobs._worker.pruner import Pruner, PrunerConfig
 
-    retention = {state: config.retention(state) for state in ("completed", "failed", "cancelled")}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await Pruner("pgjobs", 60.0, retention).run_once(conn)
+        await Pruner("pgjobs", PrunerConfig.from_config(config)).run_once(conn)
 
 
 async def test_wait_gets_the_result_without_retention(dsn, db, running) -> None:

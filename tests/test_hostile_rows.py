@@ -32,7 +32,7 @@ def test_a_running_job_without_a_lease_is_reported_and_rescued(db: psycopg.Conne
     assert "No worker is live to rescue it: start a worker." in text
     assert "expires at  (in )" not in text
 
-    rescued = db.execute(Q["job_rescue_expired"], {"limit": 10}).fetchall()
+    rescued = db.execute(Q["job_rescue_expired"], {"limit": 10, "now": None}).fetchall()
     assert [(row[0], row[1]) for row in rescued] == [(job_id, "available")]
     row = db.execute(
         "select state::text, last_error from pgjobs.jobs where id = %s", (job_id,)

@@ -144,10 +144,10 @@ def test_every_revision_steps_down_and_up(empty_dsn: str) -> None:
 
 #: The statements that look jobs up by state and time, with the parameters they run with.
 STATE_TIME_SEARCHES = {
-    "job_stage_due": {"limit": 10},
-    "job_rescue_expired": {"limit": 10},
-    "job_next_lease_expiry": {},
-    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10},
+    "job_stage_due": {"limit": 10, "now": None},
+    "job_rescue_expired": {"limit": 10, "now": None},
+    "job_next_lease_expiry": {"now": None},
+    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10, "now": None},
     "job_count_finished": {"states": ["completed", "failed"], "older_than": 60},
 }
 

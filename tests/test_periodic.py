@@ -1,6 +1,6 @@
 """Periodic jobs and leader election, against a real Postgres.
 
-The scheduler's rules are tested one pass at a time with an injected clock; the
+The scheduler's rules are tested one pass at a time, each given its time; the
 election by its SQL statement; and the whole by three in-process workers with a
 one-second interval, whose leader is stopped and then crashed: every tick must make
 exactly one job throughout.
@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -20,7 +20,7 @@ import pytest
 import pgjobs
 from pgjobs import _queries
 from pgjobs._worker.leader import Elector
-from pgjobs._worker.scheduler import Scheduler
+from pgjobs._worker.scheduler import Scheduler, SchedulerConfig
 from pgjobs.cron import Cron, Every
 from pgjobs.periodic import HANDOVER_MARGIN, LATE_GRACE, Handover, Periodic
 from tests.test_worker import make_config, wait_until
@@ -44,9 +44,18 @@ def tick_times(db: psycopg.Connection[Any], kind: str = "tick") -> list[datetime
     return [row[0] for row in rows]
 
 
-async def one_pass(dsn: str, scheduler: Scheduler) -> int:
+class Ticking(NamedTuple):
+    """A scheduler, and the clock whose time each of its passes is given."""
+
+    scheduler: Scheduler
+    clock: Clock
+
+
+async def one_pass(dsn: str, ticking: Ticking) -> int:
+    """One pass at the clock's time; how many jobs it enqueued."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        return await scheduler.run_once(conn)
+        result = await ticking.scheduler.run_once(conn, ticking.clock.now)
+    return len(result.enqueued)
 
 
 def scheduler(
@@ -56,9 +65,10 @@ def scheduler(
     handover: Handover | None = None,
     catch_up: str = "skip",
     name: str = "tick",
-) -> Scheduler:
+) -> Ticking:
     periodic = Periodic(name, schedule, pgjobs.Task(name, queue="periodic"), catch_up)  # type: ignore[arg-type]
-    return Scheduler("pgjobs", 1.0, [periodic], handover=handover, clock=clock)
+    config = SchedulerConfig(interval=1.0)
+    return Ticking(Scheduler("pgjobs", config, [periodic], handover=handover), clock)
 
 
 # --- defining periodic jobs -----------------------------------------------------------------
@@ -189,7 +199,7 @@ async def test_two_leaders_at_once_cannot_double_a_tick(dsn, db) -> None:
 
 
 def elect(db: psycopg.Connection[Any], worker: str, ttl: float = 5.0) -> tuple[Any, ...] | None:
-    params = {"name": "default", "worker_id": worker, "ttl": ttl}
+    params = {"name": "default", "worker_id": worker, "ttl": ttl, "now": None}
     row: tuple[Any, ...] | None = db.execute(Q["leader_attempt_elect"], params).fetchone()
     return row
 
@@ -216,14 +226,14 @@ def test_the_election_statement(db) -> None:
     assert (str(taken[2]), taken[4]) == (A, last_renewal)
     assert elect(db, A) is None  # A cannot renew a term it lost
     # B resigns: its term ends at once and anyone can be elected.
-    db.execute(Q["leader_resign"], {"name": "default", "worker_id": B})
+    db.execute(Q["leader_resign"], {"name": "default", "worker_id": B, "now": None})
     assert db.execute(Q["leader_get"], {"name": "default"}).fetchone() is None
     again = elect(db, A)
     assert again is not None
     assert str(again[2]) == B
     assert again[0] > elected_at  # a new term
     # Resigning someone else's term does nothing.
-    db.execute(Q["leader_resign"], {"name": "default", "worker_id": B})
+    db.execute(Q["leader_resign"], {"name": "default", "worker_id": B, "now": None})
     live = db.execute(Q["leader_get"], {"name": "default"}).fetchone()
     assert live is not None
     assert str(live[0]) == A

@@ -12,7 +12,8 @@ import pytest
 
 import pgjobs
 from pgjobs._worker import pruner as pruner_module
-from pgjobs._worker.pruner import Pruner
+from pgjobs._worker.pruner import Pruner, PrunerConfig
+from pgjobs._worker.services import BATCH
 from pgjobs.config import DEFAULT_FAILED_RETENTION
 from tests.test_worker import make_config, wait_until
 
@@ -99,9 +100,13 @@ def add_key(
     )
 
 
-async def prune(dsn: str, pruner: Pruner) -> int:
+async def prune(dsn: str, service: Pruner) -> int:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        return await pruner.run_once(conn)
+        return (await service.run_once(conn)).total
+
+
+def pruner(retention: dict[str, float | None], batch: int = BATCH) -> Pruner:
+    return Pruner("pgjobs", PrunerConfig(retention=retention, batch=batch))
 
 
 def remaining(db: psycopg.Connection[Any]) -> set[int]:
@@ -145,8 +150,8 @@ async def test_a_pass_deletes_what_is_past_its_retention(dsn, db) -> None:
             (job_id, age),
         )
     retention = {"completed": 3600.0, "failed": 3600.0, "cancelled": None}
-    pruner = Pruner("pgjobs", 60.0, retention, batch=3)  # small batches: several per kind
-    deleted = await prune(dsn, pruner)
+    small = pruner(retention, batch=3)  # small batches: several per kind
+    deleted = await prune(dsn, small)
     left = remaining(db)
     assert not left & set(old["completed"] + old["failed"])
     assert set(old["cancelled"]) <= left  # kept forever
@@ -159,7 +164,7 @@ async def test_a_pass_deletes_what_is_past_its_retention(dsn, db) -> None:
     left_waiting = {row[0] for row in db.execute("select job_id from pgjobs.waiters")}
     assert left_waiting == {unfinished[2], old["cancelled"][1]}
     assert deleted == 14 + 3 + (48 - stats[0]) + 2
-    assert await prune(dsn, pruner) == 0
+    assert await prune(dsn, small) == 0
 
 
 async def test_a_retried_or_locked_job_is_not_pruned(dsn, db) -> None:
@@ -169,9 +174,9 @@ async def test_a_retried_or_locked_job_is_not_pruned(dsn, db) -> None:
     with psycopg.connect(dsn) as other, other.transaction():
         other.execute("select from pgjobs.jobs where id = %s for update", (locked,))
         # SKIP LOCKED: the pass neither waits for the lock nor deletes the row.
-        assert await prune(dsn, Pruner("pgjobs", 60.0, {"failed": 60.0})) == 0
+        assert await prune(dsn, pruner({"failed": 60.0})) == 0
     assert remaining(db) == {retried, locked}
-    assert await prune(dsn, Pruner("pgjobs", 60.0, {"failed": 60.0})) == 1
+    assert await prune(dsn, pruner({"failed": 60.0})) == 1
     assert remaining(db) == {retried}
 
 
@@ -181,21 +186,21 @@ async def test_held_keys_are_walked_in_slices_across_passes(dsn, db, monkeypatch
     running = add_job(db, "running")
     for i in range(10):
         add_key(db, f"k{i}", done if i % 2 else running)
-    pruner = Pruner("pgjobs", 60.0, {}, batch=2)
-    assert await prune(dsn, pruner) == 2  # k0..k3 examined: k1 and k3 freed
-    assert await prune(dsn, pruner) == 2  # k5, k7
-    assert await prune(dsn, pruner) == 1  # k9, then the walk starts over
+    walker = pruner({}, batch=2)
+    assert await prune(dsn, walker) == 2  # k0..k3 examined: k1 and k3 freed
+    assert await prune(dsn, walker) == 2  # k5, k7
+    assert await prune(dsn, walker) == 1  # k9, then the walk starts over
     assert keys(db) == {f"k{i}" for i in range(0, 10, 2)}
-    assert await prune(dsn, pruner) == 0
+    assert await prune(dsn, walker) == 0
 
 
 async def test_a_pass_is_bounded_and_the_next_continues(dsn, db, monkeypatch) -> None:
     monkeypatch.setattr(pruner_module, "MAX_BATCHES", 2)
     for _ in range(10):
         add_job(db, "failed", "1 day")
-    pruner = Pruner("pgjobs", 60.0, {"failed": 60.0}, batch=3)
-    assert await prune(dsn, pruner) == 6
-    assert await prune(dsn, pruner) == 4
+    bounded = pruner({"failed": 60.0}, batch=3)
+    assert await prune(dsn, bounded) == 6
+    assert await prune(dsn, bounded) == 4
 
 
 # --- on the leader only -------------------------------------------------------------------

@@ -18,6 +18,8 @@ import psycopg
 import pytest
 
 import pgjobs
+from pgjobs._worker.observer import Observer
+from pgjobs._worker.outcome import Outcome
 from pgjobs.backoff import constant
 from tests.pgbouncer import routed
 
@@ -53,6 +55,27 @@ def job_row(db: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
 async def wait_for_state(db: psycopg.Connection[Any], job_id: int, state: str) -> dict[str, Any]:
     await wait_until(lambda: job_row(db, job_id)["state"] == state, what=f"job {job_id} {state}")
     return job_row(db, job_id)
+
+
+class Watcher(Observer):
+    """What a worker did, for tests that must show something did *not* happen: they wait
+    for the claims that would have done it, and check the outcomes the worker decided,
+    instead of sleeping for a while that is usually long enough."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.outcomes: list[Outcome] = []
+
+    def claimed(self, count: int) -> None:
+        self.claims += 1
+
+    def settled(self, queue: str, kind: str, outcome: Outcome, seconds: float) -> None:
+        self.outcomes.append(outcome)
+
+    async def wait_for_claims(self, count: int) -> None:
+        """Return once the worker has run *count* more claim statements."""
+        target = self.claims + count
+        await wait_until(lambda: self.claims >= target, what=f"{count} more claims")
 
 
 # --- weighted queues ------------------------------------------------------------------
@@ -177,9 +200,11 @@ async def test_a_paused_queue_is_not_claimed(dsn, db, running) -> None:
     async def record(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
         ran.append(ctx.job_id)
 
+    server.observer = watcher = Watcher()
     await running(server, make_config(dsn, queues=WEIGHTS, poll_interval=0.05))
     await wait_until(lambda: marker in ran, what="the default-queue job")
-    await asyncio.sleep(0.3)  # several polls: the paused queue must stay untouched
+    # Each claim asks every queue for jobs (with all slots free, low's share is one).
+    await watcher.wait_for_claims(3)
     assert ran == [marker]
 
 
@@ -463,10 +488,13 @@ async def test_a_sync_handler_that_ignores_its_timeout_keeps_its_slot(dsn, db, r
         second_ran.set()
 
     await running(server, make_config(dsn, concurrency=1, poll_interval=0.05))
+    worker = server.worker
+    assert worker is not None
     await wait_for_state(db, stuck_id, "failed")  # the attempt fails at its deadline
+    # The deadline was handled before its outcome was written: had it freed the slot,
+    # the slot would be free now (a claim that finds nothing does not take it back).
+    assert worker._free == 0, "the stuck thread's slot was given away"
     pgjobs.enqueue(db, pgjobs.Task("next"))
-    await asyncio.sleep(0.5)  # several polls with a free queue slot but no free thread
-    assert not second_ran.is_set(), "the stuck thread's slot was given away"
     release.set()
     await asyncio.wait_for(second_ran.wait(), 30)
 
@@ -488,6 +516,7 @@ async def test_an_operator_cancel_reaches_the_running_handler(dsn, db, running) 
                 cancelled.set()
             raise
 
+    server.observer = watcher = Watcher()
     await running(server, make_config(dsn))
     await asyncio.wait_for(started.wait(), 10)
     # What the operators' cancel function does: mark it cancelled, then tell the worker.
@@ -500,7 +529,12 @@ async def test_an_operator_cancel_reaches_the_running_handler(dsn, db, running) 
         (job_id,),
     )
     await asyncio.wait_for(cancelled.wait(), 10)
-    await asyncio.sleep(0.2)  # the worker must not write an outcome over the cancel
+    worker = server.worker
+    assert worker is not None
+    # Once the handler's task has returned its slot, the attempt is over: any outcome
+    # would have been decided (and handed to the completer) before.
+    await wait_until(lambda: job_id not in worker._running, what="the handler to return")
+    assert watcher.outcomes == [], "the worker decided an outcome over the cancel"
     assert job_row(db, job_id)["state"] == "cancelled"
 
 
@@ -701,9 +735,9 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
     """A rescue pass rescues what expired and reports when the next lease runs out, so the
     worker can wait for that instead of a whole interval; with nothing running it waits
     the interval (±10 %), and it never spins faster than RESCUE_MIN_GAP."""
-    from pgjobs._worker.services import RESCUE_MIN_GAP, Rescuer
+    from pgjobs._worker.services import RESCUE_MIN_GAP, Rescuer, RescuerConfig
 
-    rescuer = Rescuer("pgjobs", interval=15.0, stale_after=60.0)
+    rescuer = Rescuer("pgjobs", RescuerConfig(interval=15.0, stale_after=60.0))
     assert rescuer.run_at_start
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         expired, soon = [await pgjobs.enqueue_async(conn, pgjobs.Task("x")) for _ in range(2)]
@@ -718,7 +752,7 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
             " started_at = now(), lease_expires_at = now() + interval '3 s' where id = %s",
             [soon],
         )
-        assert await rescuer.run_once(conn) == 1
+        assert (await rescuer.run_once(conn)).available == (expired,)
         assert rescuer.next_expiry is not None
         assert 2.0 < rescuer.next_expiry <= 3.0
         assert 2.0 < rescuer.next_delay() <= 3.2
@@ -727,6 +761,6 @@ async def test_rescuer_passes_at_start_and_learns_the_next_lease_expiry(dsn: str
         assert rescuer.next_delay() == RESCUE_MIN_GAP
 
         await conn.execute("delete from pgjobs.jobs")
-        assert await rescuer.run_once(conn) == 0
+        assert (await rescuer.run_once(conn)).total == 0
         assert rescuer.next_expiry is None
         assert 13.5 <= rescuer.next_delay() <= 16.5

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,7 +223,10 @@ def finish(
 
 
 def rescue(conn: psycopg.Connection[Any]) -> list[int]:
-    return [row[0] for row in conn.execute(Q["job_rescue_expired"], {"limit": 100}).fetchall()]
+    return [
+        row[0]
+        for row in conn.execute(Q["job_rescue_expired"], {"limit": 100, "now": None}).fetchall()
+    ]
 
 
 def expire_lease(conn: psycopg.Connection[Any], job_id: int) -> None:
@@ -353,11 +355,12 @@ def test_sigterm_finishes_running_jobs_and_claims_no_more(
     )
     wait_for(lambda: markers(tmp_path, "started"), "the job to start", detail=worker.describe)
     worker.send(signal.SIGTERM)
+    # The signal that claiming is over: a stopping worker writes this line once its claim
+    # loop has stopped, so the job below must stay where it is for as long as the worker
+    # keeps running (a claim loop still going would take it within milliseconds: three
+    # free slots, a NOTIFY, polls every 0.1 s).
     worker.wait_log("waiting up to 120.0s for 1 running jobs")
     [later] = enqueue(dsn, [pgjobs.Task("record")])
-    # Three free slots, a NOTIFY and ten polls' worth of time: a worker still claiming
-    # would take the job now.
-    time.sleep(1.0)
     (tmp_path / "release").touch()
     assert worker.wait() == 0, worker.describe()
     job = probe.job(job_id)

@@ -32,6 +32,10 @@ The elector starts the leader-only services when the worker becomes leader and s
 them when it stops being leader, so no service checks leadership itself (River's
 design). Services are built afresh for each term, and told when the previous leader
 was last renewed (or resigned): the periodic scheduler takes over from there.
+
+The elector has the services' shape (``services.py``): a config, a ``run_once(now=None)``
+that makes one election attempt and returns its :class:`Election`, and test signals;
+a test passes a *now* past the term to see another worker take over without waiting.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,13 +52,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from ..config import Config
-from ..periodic import LATE_GRACE, Handover, Periodic
-from .pruner import Pruner
+from ..periodic import Handover, Periodic
+from .pruner import Pruner, PrunerConfig
 from .retry import DB_ERRORS
-from .scheduler import Scheduler
-from .services import Service, run_periodically
+from .scheduler import Scheduler, SchedulerConfig
+from .services import Service, check_seconds, run_periodically
+from .signals import TestSignal
 
-__all__ = ["LEADER_NAME", "Elector", "leader_services"]
+__all__ = ["LEADER_NAME", "Election", "Elector", "ElectorConfig", "leader_services"]
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -66,20 +72,63 @@ _RESIGN_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DB_ERRORS)
 
 def leader_services(
     config: Config, periodic: Sequence[Periodic], handover: Handover | None
-) -> list[Service]:
+) -> list[Service[Any]]:
     """The services a leader runs: the periodic scheduler (if anything is periodic) and
     the pruner. *handover*: the previous leader's term, if there was one."""
-    services: list[Service] = []
+    services: list[Service[Any]] = []
     if periodic:
-        interval = min(1.0, config.leader_interval)
         # A handover takes up to a term and an interval; take over ticks from at least that.
-        grace = max(LATE_GRACE, (TERMS_PER_INTERVAL + 2) * config.leader_interval)
-        services.append(
-            Scheduler(config.schema, interval, periodic, handover=handover, grace=grace)
-        )
-    retention = {state: config.retention(state) for state in ("completed", "failed", "cancelled")}
-    services.append(Pruner(config.schema, config.prune_interval, retention))
+        takeover = (TERMS_PER_INTERVAL + 2) * config.leader_interval
+        scheduler = SchedulerConfig.from_config(config, takeover)
+        services.append(Scheduler(config.schema, scheduler, periodic, handover=handover))
+    services.append(Pruner(config.schema, PrunerConfig.from_config(config)))
     return services
+
+
+@dataclass(frozen=True)
+class ElectorConfig:
+    """:param interval: seconds between election attempts (``Config.leader_interval``);
+        a term lasts :data:`TERMS_PER_INTERVAL` intervals from its last renewal.
+    :param name: the leadership competed for.
+    """
+
+    interval: float = Config.leader_interval
+    name: str = LEADER_NAME
+
+    def __post_init__(self) -> None:
+        check_seconds(self, "interval")
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a term lasts from its last renewal."""
+        return TERMS_PER_INTERVAL * self.interval
+
+    @classmethod
+    def from_config(cls, config: Config) -> ElectorConfig:
+        return cls(config.leader_interval)
+
+
+@dataclass(frozen=True)
+class Election:
+    """What one election attempt did."""
+
+    #: This worker leads after the attempt.
+    leading: bool
+    #: The attempt started a term (and the leader's services).
+    started: bool = False
+    #: The attempt ended this worker's term (and stopped the services).
+    stopped: bool = False
+
+
+class ElectorSignals:
+    """What the elector reports (see :mod:`~pgjobs._worker.signals`)."""
+
+    def __init__(self) -> None:
+        #: Every attempt run by :meth:`Elector.run`, as an :class:`Election`.
+        self.ran: TestSignal[Election] = TestSignal()
+
+    def init(self) -> None:
+        self.ran.init()
 
 
 class Elector:
@@ -90,18 +139,20 @@ class Elector:
         pool: AsyncConnectionPool[Any],
         schema: str,
         worker_id: str,
-        interval: float,
-        services: Callable[[Handover | None], Sequence[Service]],
-        *,
-        name: str = LEADER_NAME,
+        config: ElectorConfig,
+        services: Callable[[Handover | None], Sequence[Service[Any]]],
     ) -> None:
         self.pool = pool
         self.queries = _queries.queries(schema)
         self.worker_id = worker_id
-        self.interval = interval
-        self.ttl = TERMS_PER_INTERVAL * interval
+        self.config = config
+        self.interval = config.interval
+        self.ttl = config.ttl
         self.make_services = services
-        self.name = name
+        self.name = config.name
+        self.signals = ElectorSignals()
+        #: The services of the current term (empty while not leading).
+        self.services: list[Service[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._leading = False
         self._lock = asyncio.Lock()
@@ -122,53 +173,70 @@ class Elector:
     async def run(self) -> None:
         """Attempt an election every interval until :meth:`resign`; raises if a leader
         service crashed (a bug), so that the worker stops."""
-        loop = asyncio.get_running_loop()
         while True:
             async with self._lock:
                 if self._closed:
                     return
                 if self._crashed is not None:
                     raise self._crashed
-                started = loop.time()
-                try:
-                    row = await self._attempt()
-                    won = row is not None
-                    if row is not None:
-                        self._renewed = started
-                        elected_at, _, previous, previous_start, previous_renewal = row
-                        if self.leading and elected_at != self._elected_at:
-                            await self._stop_services()  # a new term we did not notice
-                        self._elected_at = elected_at
-                        if not self.leading:
-                            handover = None
-                            if previous is not None:
-                                handover = Handover(previous_start, previous_renewal)
-                            self._start_services(handover)
-                except DB_ERRORS as exc:
-                    # Keep leading only while our last renewal surely still holds.
-                    won = self.leading and loop.time() - self._renewed < self.ttl - self.interval
-                    log.warning(
-                        "leader election failed (%s)%s",
-                        exc,
-                        "; still leading" if won else "",
-                    )
-                if not won and self.leading:
-                    await self._stop_services()
-                    log.warning("worker %s is no longer the leader", self.worker_id)
+                election = await self._elect(None)
+            self.signals.ran.signal(election)
             await asyncio.sleep(self.interval * random.uniform(0.9, 1.0))
 
-    async def _attempt(self) -> tuple[Any, ...] | None:
+    async def run_once(self, now: datetime | None = None) -> Election:
+        """One election attempt, as if at *now* (None: the server's clock), starting or
+        stopping the leader's services as its outcome says."""
+        async with self._lock:
+            if self._closed:
+                return Election(leading=False)
+            return await self._elect(now)
+
+    async def _elect(self, now: datetime | None) -> Election:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        was_leading = self.leading
+        began = False
+        try:
+            row = await self._attempt(now)
+            won = row is not None
+            if row is not None:
+                self._renewed = started
+                elected_at, _, previous, previous_start, previous_renewal = row
+                if self.leading and elected_at != self._elected_at:
+                    await self._stop_services()  # a new term we did not notice
+                self._elected_at = elected_at
+                if not self.leading:
+                    handover = None
+                    if previous is not None:
+                        handover = Handover(previous_start, previous_renewal)
+                    self._start_services(handover)
+                    began = True
+        except DB_ERRORS as exc:
+            # Keep leading only while our last renewal surely still holds.
+            won = self.leading and loop.time() - self._renewed < self.ttl - self.interval
+            log.warning(
+                "leader election failed (%s)%s",
+                exc,
+                "; still leading" if won else "",
+            )
+        if not won and self.leading:
+            await self._stop_services()
+            log.warning("worker %s is no longer the leader", self.worker_id)
+        return Election(self.leading, began, was_leading and not self.leading)
+
+    async def _attempt(self, now: datetime | None) -> tuple[Any, ...] | None:
         """One election statement: our term's row if we lead, else None."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 self.queries["leader_attempt_elect"],
-                {"name": self.name, "worker_id": self.worker_id, "ttl": self.ttl},
+                {"name": self.name, "worker_id": self.worker_id, "ttl": self.ttl, "now": now},
             )
             row: tuple[Any, ...] | None = await cursor.fetchone()
             return row
 
     def _start_services(self, handover: Handover | None) -> None:
         services = list(self.make_services(handover))
+        self.services = services
         self._leading = True
         self.terms += 1
         for service in services:
@@ -193,6 +261,7 @@ class Elector:
 
     async def _stop_services(self) -> None:
         tasks, self._tasks = self._tasks, []
+        self.services = []
         self._leading = False
         self.leading_event.clear()
         for task in tasks:
@@ -212,7 +281,7 @@ class Elector:
                     async with self.pool.connection() as conn:
                         await conn.execute(
                             self.queries["leader_resign"],
-                            {"name": self.name, "worker_id": self.worker_id},
+                            {"name": self.name, "worker_id": self.worker_id, "now": None},
                         )
                     log.info("worker %s resigned as leader", self.worker_id)
         except _RESIGN_ERRORS as exc:

@@ -29,82 +29,134 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
 
-from .services import BATCH, Service
+from ..config import Config
+from ..errors import ConfigurationError
+from .services import BATCH, Service, check_seconds
 
-__all__ = ["Pruner"]
+__all__ = ["PruneResult", "Pruner", "PrunerConfig"]
 
 log = logging.getLogger("pgjobs.worker")
 
-FINISHED_STATES = ("completed", "failed", "cancelled")
+FinishedState = Literal["completed", "failed", "cancelled"]
+FINISHED_STATES: tuple[FinishedState, ...] = ("completed", "failed", "cancelled")
 #: Most batches of one kind per pass: a pass holds one of the worker's pooled
 #: connections, so a large backlog is worked off over several passes.
 MAX_BATCHES = 100
 #: Batches of held keys examined per pass (they need a lookup of their job each).
 HELD_KEY_BATCHES = 10
+#: Seconds a waiter's row must have existed before it counts as left behind: a live
+#: waiter re-reads its job every second and leaves once it finished.
+STALE_WAITER = 60.0
+#: Seconds throughput counters are kept: they are for recent throughput.
+STATS_KEPT = 24 * 3600.0
 
 
-class Pruner(Service):
+def _retention_of(config: Config) -> dict[str, float | None]:
+    return {state: config.retention(state) for state in FINISHED_STATES}
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """:param interval: seconds between passes (``Config.prune_interval``).
+    :param retention: seconds jobs finished in each state are kept (``None``: forever;
+        a state left out is kept forever too), as ``Config.completed_retention`` etc.
+    :param batch: most rows deleted per statement.
+    """
+
+    interval: float = Config.prune_interval
+    retention: Mapping[str, float | None] = field(default_factory=lambda: _retention_of(Config()))
+    batch: int = BATCH
+
+    def __post_init__(self) -> None:
+        check_seconds(self, "interval")
+        unknown = set(self.retention) - set(FINISHED_STATES)
+        if unknown:
+            raise ConfigurationError(f"PrunerConfig.retention: no such states {sorted(unknown)}")
+        for state, keep in self.retention.items():
+            if keep is not None and not keep >= 0:
+                raise ConfigurationError(f"PrunerConfig.retention[{state!r}] must be 0 or more")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ConfigurationError("PrunerConfig.batch must be a whole number of at least 1")
+
+    @classmethod
+    def from_config(cls, config: Config) -> PrunerConfig:
+        return cls(config.prune_interval, _retention_of(config))
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    #: Rows deleted, per kind ("completed jobs", "expired unique keys", ...).
+    deleted: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+
+class Pruner(Service[PruneResult]):
     name = "pruner"
 
-    def __init__(
-        self,
-        schema: str,
-        interval: float,
-        retention: Mapping[str, float | None],
-        *,
-        batch: int = BATCH,
-    ) -> None:
-        super().__init__(schema, interval)
-        self.retention = dict(retention)
-        self.batch = batch
+    def __init__(self, schema: str, config: PrunerConfig) -> None:
+        super().__init__(schema, config.interval)
+        self.config = config
         #: Where the walk over held keys resumes ('' is before every key).
         self._after = ""
 
-    async def run_once(self, conn: Any) -> int:
-        """One pass; returns the number of rows deleted."""
+    async def run_once(self, conn: Any, now: datetime | None = None) -> PruneResult:
+        """One pass, as if at *now* (None: the server's clock)."""
         deleted: dict[str, int] = {}
         # Stale waiters first: a job kept for a client that died waiting goes this pass.
-        deleted["stale waiters"] = await self._batches(conn, "waiter_prune_stale", {})
+        deleted["stale waiters"] = await self._batches(
+            conn, "waiter_prune_stale", {"stale_after": STALE_WAITER, "now": now}
+        )
         for state in FINISHED_STATES:
-            keep = self.retention.get(state)
+            keep = self.config.retention.get(state)
             if keep is not None:
                 deleted[f"{state} jobs"] = await self._batches(
-                    conn, "job_prune_finished", {"state": state, "retention": keep}
+                    conn, "job_prune_finished", {"state": state, "retention": keep, "now": now}
                 )
-        deleted["expired unique keys"] = await self._batches(conn, "unique_key_prune_expired", {})
+        deleted["expired unique keys"] = await self._batches(
+            conn, "unique_key_prune_expired", {"now": now}
+        )
         deleted["unique keys of finished jobs"] = await self._prune_held_keys(conn)
-        deleted["stats rows"] = await self._batches(conn, "stats_prune", {})
-        total = sum(deleted.values())
-        if total:
+        deleted["stats rows"] = await self._batches(
+            conn, "stats_prune", {"keep": STATS_KEPT, "now": now}
+        )
+        result = PruneResult(deleted)
+        if result.total:
             log.info(
                 "pruned %s",
                 ", ".join(f"{count} {what}" for what, count in deleted.items() if count),
                 extra={"pruned": deleted},
             )
-        return total
+        return result
 
     async def _batches(self, conn: Any, query: str, params: dict[str, Any]) -> int:
         total = 0
+        batch = self.config.batch
         for _ in range(MAX_BATCHES):
-            cursor = await conn.execute(self.queries[query], {**params, "limit": self.batch})
+            cursor = await conn.execute(self.queries[query], {**params, "limit": batch})
             row = await cursor.fetchone()
             count = int(row[0])
             total += count
-            if count < self.batch:
+            if count < batch:
                 break
         return total
 
     async def _prune_held_keys(self, conn: Any) -> int:
         total = 0
+        batch = self.config.batch
         for _ in range(HELD_KEY_BATCHES):
             # Lock a slice, then delete with a newer snapshot (see prune.sql): one
             # transaction, so the locks hold until the delete.
             async with conn.transaction():
                 cursor = await conn.execute(
                     self.queries["unique_key_lock_held"],
-                    {"after": self._after, "limit": self.batch},
+                    {"after": self._after, "limit": batch},
                 )
                 rows = await cursor.fetchall()
                 if rows:
@@ -114,7 +166,7 @@ class Pruner(Service):
                     )
                     row = await cursor.fetchone()
                     total += int(row[0])
-            if len(rows) < self.batch:
+            if len(rows) < batch:
                 self._after = ""  # the end: the next pass starts over
                 break
             self._after = rows[-1][0]

@@ -1,9 +1,10 @@
 """The periodic scheduler: a leader-only service that enqueues due ticks.
 
-It has the shape of every background service (``services.py``): a name, an interval
-(about a second, so ticks are enqueued within a second of their time), and a
-``run_once(conn)`` pass. The rules it applies (late ticks, missed ticks, idempotent
-per-tick keys) are described in :mod:`pgjobs.periodic`.
+It has the shape of every background service (``services.py``): a config, a
+``run_once(conn, now=None)`` pass that returns what it enqueued, and test signals. Its
+*now* is this machine's clock, not the database's: ticks are computed in Python from
+the schedules, and each tick's job is made idempotent by a unique key (the rules for
+late ticks, missed ticks and keys are in :mod:`pgjobs.periodic`).
 
 One instance lives for one leadership term: the elector builds a new one whenever this
 worker becomes leader, telling it when the previous leader was last renewed (its
@@ -13,51 +14,75 @@ worker becomes leader, telling it when the previous leader was last renewed (its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._ops import run_async
+from ..config import Config
 from ..enqueue import unique_insert_op
 from ..periodic import LATE_GRACE, Handover, Periodic
 from ..task import DEFAULT_MAX_PAYLOAD_BYTES
-from .services import Service
+from .services import Service, check_seconds
 
-__all__ = ["Scheduler"]
+__all__ = ["ScheduleResult", "Scheduler", "SchedulerConfig"]
 
 log = logging.getLogger("pgjobs.worker")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """:param interval: seconds between passes: a second at most, so that ticks are
+        enqueued within a second of their time (``Config.leader_interval`` if shorter).
+    :param grace: a tick enqueued this late still counts as on time, and a leader seen
+        this recently hands its schedules over (see :mod:`pgjobs.periodic`).
+    """
+
+    interval: float = min(1.0, Config.leader_interval)
+    grace: float = LATE_GRACE
+
+    def __post_init__(self) -> None:
+        check_seconds(self, "interval", "grace")
+
+    @classmethod
+    def from_config(cls, config: Config, takeover: float) -> SchedulerConfig:
+        """*takeover*: the longest a change of leader takes (see ``leader.py``); ticks
+        that late are taken over rather than missed."""
+        return cls(min(1.0, config.leader_interval), max(LATE_GRACE, takeover))
 
 
-class Scheduler(Service):
+@dataclass(frozen=True)
+class ScheduleResult:
+    #: The jobs this pass enqueued (ticks some leader had enqueued already are not here).
+    enqueued: tuple[int, ...]
+
+
+class Scheduler(Service[ScheduleResult]):
     name = "periodic"
 
     def __init__(
         self,
         schema: str,
-        interval: float,
+        config: SchedulerConfig,
         periodic: Sequence[Periodic],
         *,
         handover: Handover | None = None,
-        grace: float = LATE_GRACE,
-        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        super().__init__(schema, interval)
+        super().__init__(schema, config.interval)
+        self.config = config
         self.schema = schema
         self.periodic = list(periodic)
         self.handover = handover
-        self.grace = timedelta(seconds=grace)
-        self.clock = clock
+        self.grace = timedelta(seconds=config.grace)
         #: The next tick to enqueue, per schedule name, once this term has started it.
         self._due: dict[str, datetime] = {}
 
-    async def run_once(self, conn: Any) -> int:
-        """Enqueue every tick that is due; return how many new jobs that made."""
-        now = self.clock()
-        enqueued = 0
+    async def run_once(self, conn: Any, now: datetime | None = None) -> ScheduleResult:
+        """Enqueue every tick that is due at *now* (None: this machine's clock)."""
+        if now is None:
+            now = datetime.now(UTC)
+        enqueued: list[int] = []
         for periodic in self.periodic:
             tick = self._due.get(periodic.name)
             if tick is None:  # the first pass of this term
@@ -71,18 +96,25 @@ class Scheduler(Service):
                     start = now
                     if periodic.catch_up == "last":
                         missed = periodic.schedule.last_at_or_before(now)
-                        enqueued += await self._enqueue(conn, periodic, missed, now, "missed tick")
+                        await self._enqueue(conn, periodic, missed, now, "missed tick", enqueued)
                 tick = periodic.schedule.next_after(start)
             while tick <= now:
-                enqueued += await self._enqueue(conn, periodic, tick, now, "tick")
+                await self._enqueue(conn, periodic, tick, now, "tick", enqueued)
                 tick = periodic.schedule.next_after(tick)
                 self._due[periodic.name] = tick
             self._due[periodic.name] = tick
-        return enqueued
+        return ScheduleResult(tuple(enqueued))
 
     async def _enqueue(
-        self, conn: Any, periodic: Periodic, tick: datetime, now: datetime, what: str
-    ) -> int:
+        self,
+        conn: Any,
+        periodic: Periodic,
+        tick: datetime,
+        now: datetime,
+        what: str,
+        enqueued: list[int],
+    ) -> None:
+        """Enqueue *tick*'s job, adding its id to *enqueued* unless it existed already."""
         task = periodic.task_for(tick, now, self.grace.total_seconds())
         async with conn.transaction():
             result = await run_async(
@@ -96,7 +128,8 @@ class Scheduler(Service):
                 tick.isoformat(),
                 result.id,
             )
-            return 0
+            return
+        enqueued.append(result.id)
         log.info(
             "periodic %s: enqueued job %d for the %s at %s%s",
             periodic.name,
@@ -106,4 +139,3 @@ class Scheduler(Service):
             f" ({(now - tick).total_seconds():.0f}s late)" if now - tick > self.grace / 10 else "",
             extra={"job_id": result.id, "periodic": periodic.name, "tick": tick.isoformat()},
         )
-        return 1

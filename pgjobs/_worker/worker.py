@@ -63,14 +63,14 @@ from ..task import Task, _from_row
 from .completer import Completer
 from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
 from .joblog import JobLog
-from .leader import Elector, leader_services
+from .leader import Elector, ElectorConfig, leader_services
 from .listener import Listener
 from .observer import Observer
 from .outcome import Outcome, decide, describe_error
 from .probe import wait_for_database
 from .retry import DB_ERRORS, reconnect_delay
 from .rows import decode_claimed
-from .services import Heartbeat, Rescuer, Stager, run_periodically
+from .services import WorkerServices, run_periodically
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
 
@@ -294,28 +294,15 @@ class Worker:
                 poll_interval=config.poll_interval,
             )
             self._spawn(self._listener.run(), "listener")
-        services = (
-            Heartbeat(
-                config.schema,
-                config.heartbeat_interval,
-                self._row,
-                self._long_jobs,
-                config.lease,
-                config.lease_grace,
-            ),
-            Stager(config.schema, config.poll_interval, self._on_wakeup),
-            Rescuer(
-                config.schema, config.rescue_interval, stale_after=4 * config.heartbeat_interval
-            ),
-        )
-        for service in services:
+        self.services = WorkerServices.build(config, self._row, self._long_jobs, self._on_wakeup)
+        for service in self.services:
             self._spawn(run_periodically(service, self._pool), service.name)
         # --- leadership (leader.py): one worker runs periodic jobs and pruning -------------
         self._elector = Elector(
             self._pool,
             config.schema,
             self.id,
-            config.leader_interval,
+            ElectorConfig.from_config(config),
             lambda handover: leader_services(config, self.registry.periodic(), handover),
         )
         self._spawn(self._elector.run(), "leader elector")

@@ -4,6 +4,12 @@
 -- plain lowercase identifier, see pgjobs/_queries.py). Everything else is a bound
 -- parameter: no statement is ever assembled from user input.
 --
+-- The maintenance statements (job_stage_due, job_rescue_expired, job_next_lease_expiry,
+-- job_extend_lease, and those of prune.sql, workers.sql and leader.sql) take the time
+-- they treat as now as %(now)s: NULL, which is what the worker passes, is the server's
+-- clock; a test passes a time instead, to see a lease run out or a job come due
+-- without waiting for it (pgjobs/_worker/services.py).
+--
 -- Job states and who moves a job between them:
 --   scheduled  --(job_stage_due, a worker's maintenance pass)-->            available
 --   available  --(job_claim, a worker)-->                                    running
@@ -283,7 +289,8 @@ returning j.id;
 -- Heartbeat for long attempts: push their lease forward, never past deadline + grace.
 -- Guarded like job_finish_many (o.running).
 update {schema}.jobs j
-set lease_expires_at = least(now() + make_interval(secs => %(lease)s),
+set lease_expires_at = least(coalesce(%(now)s::timestamptz, now())
+                                 + make_interval(secs => %(lease)s),
                              j.started_at + j.timeout + make_interval(secs => %(grace)s))
 from (
     select o.*, 'running'::{schema}.job_state as running
@@ -310,7 +317,7 @@ with due as (
     from {schema}.jobs
     where state = 'scheduled'
       and case state when 'scheduled' then run_at when 'running' then lease_expires_at
-                     else finished_at end <= now()
+                     else finished_at end <= coalesce(%(now)s::timestamptz, now())
     order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
                         else finished_at end
     limit %(limit)s
@@ -323,8 +330,10 @@ staged as (
     where j.id = due.id
     returning j.queue
 )
-select q.queue, pg_notify('{schema}_wakeup', q.queue)
-from (select distinct queue from staged) q;
+-- One row per queue: how many of its jobs were staged, and the wakeup.
+select s.queue, count(*)::int, pg_notify('{schema}_wakeup', s.queue)
+from staged s
+group by s.queue;
 
 -- name: job_rescue_expired
 -- Crash recovery: a running job whose lease ran out belongs to a worker that died or
@@ -338,7 +347,7 @@ with expired as (
     from {schema}.jobs
     where state = 'running'
       and case state when 'scheduled' then run_at when 'running' then lease_expires_at
-                     else finished_at end < now()
+                     else finished_at end < coalesce(%(now)s::timestamptz, now())
     order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
                         else finished_at end
     limit %(limit)s
@@ -359,14 +368,16 @@ rescued as (
     update {schema}.jobs j
     set state = case when j.attempt > j.max_retry then 'failed'
                      else 'available' end::{schema}.job_state,
-        finished_at = case when j.attempt > j.max_retry then now() end,
+        finished_at = case when j.attempt > j.max_retry
+                           then coalesce(%(now)s::timestamptz, now()) end,
         last_error = case
             when j.lease_expires_at is null then 'running without a lease: no worker held it'
             else format('lease expired at %%s: worker %%s stopped renewing it (crashed, '
                         'killed or lost its database connection)',
                         j.lease_expires_at, j.worker_id) end,
         errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(
-                     jsonb_build_object('attempt', j.attempt, 'at', now(),
+                     jsonb_build_object('attempt', j.attempt,
+                                        'at', coalesce(%(now)s::timestamptz, now()),
                                         'error', 'lease expired')),
         lease_expires_at = null,
         worker_id = null
@@ -386,7 +397,8 @@ select id, state, (select count(*) from woken) as woken from rescued;
 -- jobs_state_time_idx's (see job_stage_due): one index probe.
 select extract(epoch from case state when 'scheduled' then run_at
                                      when 'running' then lease_expires_at
-                                     else finished_at end - now())::float8
+                                     else finished_at end
+                         - coalesce(%(now)s::timestamptz, now()))::float8
 from {schema}.jobs
 where state = 'running'
   and case state when 'scheduled' then run_at when 'running' then lease_expires_at

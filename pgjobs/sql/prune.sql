@@ -1,7 +1,8 @@
 -- The pruner (pgjobs/_worker/pruner.py, run by the leader only; with stats_prune in
 -- stats.sql): deletes what is no longer needed, a batch of at most %(limit)s rows per
 -- statement, so that no statement holds many row locks or runs long, and each commits
--- on its own.
+-- on its own. Each takes the time it treats as now as %(now)s (NULL: the server's clock;
+-- see jobs.sql), and its durations as seconds.
 --
 -- Each batch picks its rows FOR UPDATE SKIP LOCKED (rows another transaction is
 -- changing are left for the next pass) and deletes them by primary key: the picking
@@ -22,7 +23,7 @@ with doomed as (
     where j.state = %(state)s::{schema}.job_state
       and case state when 'scheduled' then run_at when 'running' then lease_expires_at
                      else finished_at end
-          < now() - make_interval(secs => %(retention)s::float8)
+          < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention)s::float8)
       and not exists (select from {schema}.waiters w where w.job_id = j.id)
     order by case state when 'scheduled' then run_at when 'running' then lease_expires_at
                         else finished_at end
@@ -42,7 +43,7 @@ select count(*) from gone;
 with doomed as (
     select k.key
     from {schema}.unique_keys k
-    where k.expires_at < now()
+    where k.expires_at < coalesce(%(now)s::timestamptz, now())
     order by k.expires_at
     limit %(limit)s
     for update skip locked
@@ -81,14 +82,14 @@ select count(*) from gone;
 
 -- name: waiter_prune_stale
 -- Waiters left behind by clients that died while waiting (Client.wait removes its own
--- row when it returns): their job has finished or is gone, and the row is more than a
--- minute old. A live waiter re-reads its job every second and leaves once it finished,
+-- row when it returns): their job has finished or is gone, and the row is older than
+-- stale_after seconds (a minute: see pruner.py). A live waiter re-reads its job every second and leaves once it finished,
 -- so none of its rows can match. waiters has no key: rows are picked by ctid, which the
 -- row lock keeps from changing before the delete.
 with doomed as (
     select w.ctid
     from {schema}.waiters w
-    where w.since < now() - interval '1 minute'
+    where w.since < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(stale_after)s::float8)
       and not exists (select from {schema}.jobs j
                       where j.id = w.job_id
                         and j.state in ('scheduled', 'available', 'running'))

@@ -2,11 +2,12 @@
 
 -- name: stats_prune
 -- Counters are for recent throughput (queue_summary reads the last minute or two); a
--- day of them is plenty. Run by the leader's pruner in batches, like prune.sql.
+-- day of them (keep, in seconds: see pruner.py) is plenty. Run by the leader's pruner in
+-- batches, like prune.sql, with its %(now)s.
 with doomed as (
     select s.minute, s.queue, s.worker_id
     from {schema}.stats s
-    where s.minute < now() - interval '1 day'
+    where s.minute < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8)
     limit %(limit)s
     for update skip locked
 ),

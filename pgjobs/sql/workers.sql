@@ -11,10 +11,12 @@ values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(k
 
 -- name: worker_heartbeat
 -- Also re-creates the row if a maintenance pass pruned it while this worker was cut off.
-insert into {schema}.workers (id, host, pid, queues, concurrency, version, kinds, weights)
+-- %(now)s: the time of the beat, NULL for the server's clock (see jobs.sql).
+insert into {schema}.workers as w (id, host, pid, queues, concurrency, version, kinds,
+                                   weights, heartbeat_at)
 values (%(id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(version)s, %(kinds)s,
-        %(weights)s)
-on conflict (id) do update set heartbeat_at = now();
+        %(weights)s, coalesce(%(now)s::timestamptz, now()))
+on conflict (id) do update set heartbeat_at = excluded.heartbeat_at;
 
 -- name: worker_set_waiting
 -- A worker with nothing to do sets waiting before it sleeps on LISTEN, then looks for
@@ -27,7 +29,8 @@ delete from {schema}.workers where id = %(id)s;
 -- name: worker_prune_stale
 -- Forget workers that stopped heartbeating; their jobs are rescued by lease, not here.
 delete from {schema}.workers
-where heartbeat_at < now() - make_interval(secs => %(stale_after)s)
+where heartbeat_at < coalesce(%(now)s::timestamptz, now())
+                     - make_interval(secs => %(stale_after)s)
 returning id;
 
 -- name: schema_version
