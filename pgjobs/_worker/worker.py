@@ -71,6 +71,7 @@ from .probe import wait_for_database
 from .retry import DB_ERRORS, reconnect_delay
 from .rows import decode_claimed
 from .services import Heartbeat, Rescuer, Stager, run_periodically
+from .shared import SharedConnection
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
 
@@ -214,6 +215,7 @@ class Worker:
         self._waiting = False  # our row's `waiting` flag, as last written
         self._tasks: list[asyncio.Task[Any]] = []
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._shared: SharedConnection | None = None  # the claim loop's and the completer's
         self._listener: Listener | None = None
         # Control messages naming a running job: job id -> attempt, until checked.
         self._cancel_hints: dict[int, int] = {}
@@ -241,10 +243,12 @@ class Worker:
         self._idle.set()
         self._abort = asyncio.Event()
         self._failed = asyncio.Event()
+        # Two connections: one that the claim loop and the completer share, one for the
+        # periodic services; with the listener's, three per worker (docs/deployment.md).
         self._pool = AsyncConnectionPool(
             dsn,
-            min_size=3,
-            max_size=4,
+            min_size=2,
+            max_size=2,
             kwargs={"autocommit": True},
             configure=functools.partial(_configure, synchronous_commit=config.synchronous_commit),
             open=False,
@@ -272,8 +276,9 @@ class Worker:
         except BaseException:
             await self._pool.close()
             raise
+        self._shared = SharedConnection(self._pool)
         self._completer = Completer(
-            self._pool, config.schema, self.id, delete_completed=config._deletes_completed
+            self._shared, config.schema, self.id, delete_completed=config._deletes_completed
         )
         self._transactions = JobTransactions(
             dsn,
@@ -417,6 +422,8 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        assert self._shared is not None
+        await self._shared.close()
         try:
             async with self._pool.connection(timeout=5.0) as conn:
                 if released:
@@ -460,14 +467,14 @@ class Worker:
     # --- claiming ------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._pool is not None
+        assert self._shared is not None
         assert self._loop is not None
         failures = 0
         idle_polls = 0  # polls since the last claim that found work
         armed_at = -REARM_INTERVAL  # when we last set our waiting flag
         while not self._stopping:
             try:
-                async with self._pool.connection() as conn:
+                async with self._shared.connection() as conn:
                     if failures:
                         await self._release_orphans(conn)
                     while not self._stopping:
