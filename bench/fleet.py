@@ -8,10 +8,14 @@
   (tests/pgbouncer.py) and its server connections;
 * shares: 8 processes on ``critical=6,default=3,low=1``, the queues of the first 6,000
   jobs run cluster-wide;
-* rolling: 8 processes stopped one by one (SIGTERM) while a new one starts each time,
-  under a producer: every job exactly once.
+* rolling: 8 processes stopped one by one (SIGTERM), each once its replacement is up,
+  under a producer at a rate the fleet keeps up with: every job exactly once, and how
+  long jobs waited from their enqueue's commit to their handler (against poll_interval).
 
-Each run gets a fresh database on ``--dsn`` (an admin DSN, default the local service).
+Each run gets a fresh database on ``--dsn`` (an admin DSN, default the local service),
+or with ``--private N`` on a Postgres of our own (initdb on a free port, through
+tests/replicated.py) with ``max_connections = N``, for fleets the shared server has no
+room for. Worker connections are counted by their ``application_name``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from pgjobs import migrate
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.apps.fleet_app:server"
 HOSTS = 4
+#: The workers' application_name, by which their server connections are counted.
+WORKER_APP = "pgjobs-fleet"
 
 
 def fresh_database(admin: str, name: str) -> str:
@@ -53,6 +59,7 @@ class Fleet:
     def __init__(self, dsn: str, out: Path, queues: str, concurrency: int = 20) -> None:
         self.dsn, self.out, self.queues, self.concurrency = dsn, out, queues, concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.worker_dsn = make_conninfo(dsn, application_name=WORKER_APP)
 
     def start(self, count: int, version: str = "1") -> None:
         for _ in range(count):
@@ -68,7 +75,7 @@ class Fleet:
             log = open(self.out / f"worker-{index}.log", "wb")  # noqa: SIM115 - kept by Popen
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "pgjobs", "worker", APP, "--dsn", self.dsn],
+                    [sys.executable, "-m", "pgjobs", "worker", APP, "--dsn", self.worker_dsn],
                     cwd=REPO,
                     env=env,
                     stdout=log,
@@ -107,14 +114,40 @@ def remaining(dsn: str) -> int:
         return int(row[0]) if row else 0
 
 
-def produce(dsn: str, stop: threading.Event, made: list[int], limit: int = 10**9) -> None:
+def produce(
+    dsn: str,
+    stop: threading.Event,
+    made: list[int],
+    limit: int = 10**9,
+    *,
+    batch: int = 100,
+    pause: float = 0.01,
+    committed: dict[int, float] | None = None,
+) -> None:
+    """Enqueue *batch* jobs every *pause* seconds; *committed*: when each id's enqueue
+    returned (its commit), for waits."""
     with pgjobs.Client(dsn) as client:
         while not stop.is_set() and len(made) < limit:
-            made.extend(client.enqueue_many([pgjobs.Task("fleet") for _ in range(100)]))
-            time.sleep(0.01)
+            ids = client.enqueue_many([pgjobs.Task("fleet") for _ in range(batch)])
+            if committed is not None:
+                now = time.time()
+                committed.update((job_id, now) for job_id in ids)
+            made.extend(ids)
+            time.sleep(pause)
 
 
-def drain(admin: str, processes: int, jobs: int, *, bouncer: Any = None) -> dict[str, Any]:
+def worker_connections(dsn: str) -> int:
+    """Server connections of the fleet's workers now (LISTEN, pool, handler pools)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where application_name = %s", (WORKER_APP,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def drain(
+    admin: str, processes: int, jobs: int, *, bouncer: Any = None, timeout: float = 900
+) -> dict[str, Any]:
     name = f"fleet_{processes}"
     dsn = fresh_database(admin, name)
     worker_dsn = bouncer.dsn(dsn) if bouncer else dsn
@@ -125,6 +158,7 @@ def drain(admin: str, processes: int, jobs: int, *, bouncer: Any = None) -> dict
         conn.execute("vacuum analyze pgjobs.jobs")
     out = Path(tempfile.mkdtemp(prefix="fleet-"))
     fleet = Fleet(worker_dsn, out, "default=1")
+    started = time.monotonic()
     fleet.start(processes)
     stop, made = threading.Event(), []
     # The producer adds a tenth more while the fleet drains.
@@ -132,22 +166,19 @@ def drain(admin: str, processes: int, jobs: int, *, bouncer: Any = None) -> dict
     producer.start()
     peak = 0
     peak_bouncer = 0
-    while True:
-        time.sleep(0.5)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            row = conn.execute(
-                "select count(*) from pg_stat_activity where datname = %s "
-                "and pid <> pg_backend_pid()",
-                (name,),
-            ).fetchone()
-            peak = max(peak, row[0] if row else 0)
-            left = conn.execute("select count(*) from pgjobs.jobs").fetchone()
-        if bouncer:
-            peak_bouncer = max(peak_bouncer, bouncer.server_connections(name))
-        if not producer.is_alive() and left and left[0] == 0:
-            break
-    producer.join()
-    fleet.stop_all()
+    try:
+        while not (not producer.is_alive() and remaining(dsn) == 0):
+            time.sleep(0.5)
+            peak = max(peak, worker_connections(dsn))
+            if bouncer:
+                peak_bouncer = max(peak_bouncer, bouncer.server_connections(name))
+            if time.monotonic() - started > timeout:
+                left = remaining(dsn)
+                raise RuntimeError(f"{processes} processes: {left} jobs left after {timeout}s")
+    finally:
+        stop.set()
+        producer.join()
+        fleet.stop_all()
     ran = [job for result in fleet.results() for job in result["ran"]]
     ids = Counter(job[0] for job in ran)
     times = sorted(job[2] for job in ran)
@@ -160,8 +191,10 @@ def drain(admin: str, processes: int, jobs: int, *, bouncer: Any = None) -> dict
         "twice": sum(1 for c in ids.values() if c > 1),
         "left": remaining(dsn),
         "rate": round(len(ran) / (times[-1] - times[0])),
-        "peak_connections": peak,
-        "per_process": round(peak / processes, 1),
+        # Through PgBouncer, pg_stat_activity shows PgBouncer's server connections, which
+        # carry the application_name of whichever client last used them.
+        "worker_connections": None if bouncer else peak,
+        "per_process": None if bouncer else round(peak / processes, 1),
         "pgbouncer_server_connections": peak_bouncer if bouncer else None,
     }
 
@@ -190,25 +223,45 @@ def rolling(admin: str) -> dict[str, Any]:
     fleet = Fleet(dsn, out, "default=1")
     fleet.start(8, version="1")
     fleet.wait_registered(8)
-    stop, made = threading.Event(), []
-    producer = threading.Thread(target=produce, args=(dsn, stop, made))
+    stop, made, committed = threading.Event(), [], {}
+    # 20 jobs every 20 ms, well within what 7 processes run: a job waits only for a worker
+    # to notice it, which a deploy must not delay beyond a poll interval.
+    producer = threading.Thread(
+        target=produce,
+        args=(dsn, stop, made),
+        kwargs={"batch": 20, "pause": 0.02, "committed": committed},
+    )
     producer.start()
     for index in range(8):
+        # As an orchestrator with a readiness check would: the new process is up (its
+        # row registered) before the old one is told to stop.
         fleet.start(1, version="2")
+        fleet.wait_registered(9)
         fleet.stop(fleet.procs[index])
     stop.set()
     producer.join()
+    fleet.wait_registered(8)  # a process stopped before it set its signal handlers writes nothing
     deadline = time.monotonic() + 120
     while remaining(dsn) and time.monotonic() < deadline:
         time.sleep(0.2)
     fleet.stop_all()
-    ran = Counter(job[0] for r in fleet.results() for job in r["ran"])
+    runs = [job for r in fleet.results() for job in r["ran"]]
+    ran = Counter(job[0] for job in runs)
+    first = {}
+    for job_id, _, at in sorted(runs, key=lambda job: job[2]):
+        first.setdefault(job_id, at)
+    waits = sorted(first[i] - committed[i] for i in first if i in committed)
     return {
         "enqueued": len(made),
         "ran": sum(ran.values()),
         "missing": len(set(made) - set(ran)),
         "twice": sum(1 for c in ran.values() if c > 1),
         "left": remaining(dsn),
+        "versions": dict(Counter(r["version"] for r in fleet.results())),
+        "wait_p50_ms": round(1000 * waits[len(waits) // 2], 1),
+        "wait_p99_ms": round(1000 * waits[int(len(waits) * 0.99)], 1),
+        "wait_max_ms": round(1000 * waits[-1], 1),
+        "poll_interval_ms": 1000,
     }
 
 
@@ -218,13 +271,33 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--processes", default="1,4,32")
     parser.add_argument("--only", default="drain,pgbouncer,shares,rolling")
+    parser.add_argument(
+        "--private",
+        type=int,
+        metavar="MAX_CONNECTIONS",
+        help="run on a Postgres of our own with this max_connections, not on --dsn",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
+    sys.path.insert(0, str(REPO))
+    server = None
+    if args.private:
+        from tests.replicated import Pair
+
+        server = Pair(synchronous=False, max_connections=args.private).start_primary()
+        args.dsn = server.dsn(0)
+    try:
+        run(args, only)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run(args: argparse.Namespace, only: set[str]) -> None:
     if "drain" in only:
         for count in map(int, args.processes.split(",")):
             print(json.dumps(drain(args.dsn, count, args.jobs)), flush=True)
     if "pgbouncer" in only:
-        sys.path.insert(0, str(REPO))
         from tests.pgbouncer import PgBouncer
 
         bouncer = PgBouncer(args.dsn).start()

@@ -112,8 +112,10 @@ class PgBouncer:
             for path in self.dir.iterdir():
                 shutil.chown(path, user)
         command = [BINARY, *(["-u", user] if user else []), str(ini)]
+        # Its log goes to the logfile too. A pipe that nobody reads fills after 64 KB of
+        # log lines (a few hundred logins), and PgBouncer then blocks on it for good.
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:

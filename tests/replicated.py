@@ -57,12 +57,13 @@ def _system_user() -> str | None:
 
 
 class Pair:
-    def __init__(self, *, synchronous: bool) -> None:
+    def __init__(self, *, synchronous: bool, max_connections: int = 100) -> None:
         found = bindir()
         if found is None:
             raise RuntimeError("no Postgres binaries (initdb, pg_ctl, pg_basebackup) found")
         self.bin = found
         self.synchronous = synchronous
+        self.max_connections = max_connections
         self.user = _system_user()
         self.root = Path(tempfile.mkdtemp(prefix="pgjobs-failover-"))
         if self.user is not None:
@@ -101,7 +102,7 @@ class Pair:
             f"port = {self.ports[index]}",
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.root}'",
-            "max_connections = 100",
+            f"max_connections = {self.max_connections}",
             "wal_level = replica",
             "max_wal_senders = 4",
             "hot_standby = on",
@@ -132,11 +133,16 @@ class Pair:
                 )
                 out.write(f"primary_conninfo = '{primary}'\n")
 
-    def start(self) -> Pair:
-        primary, standby = self.dirs
-        self._run(self._tool("initdb"), "-D", str(primary), "-U", "root", "--auth=trust", "-N")
+    def start_primary(self) -> Pair:
+        """Start the primary alone (a private server, for a benchmark that needs one)."""
+        self._run(self._tool("initdb"), "-D", str(self.dirs[0]), "-U", "root", "--auth=trust", "-N")
         self._configure(0)
         self._pg_ctl(0, "start")
+        return self
+
+    def start(self) -> Pair:
+        standby = self.dirs[1]
+        self.start_primary()
         self._run(
             self._tool("pg_basebackup"),
             "-D",

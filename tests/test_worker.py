@@ -728,6 +728,44 @@ async def test_worker_writes_skip_the_wal_flush_unless_asked(
         assert await cursor.fetchone() == (expected,)
 
 
+# --- the connection budget ------------------------------------------------------------
+
+
+@pytest.mark.direct_only  # through PgBouncer, server connections are the pool's to count
+async def test_a_worker_holds_at_most_three_connections_of_its_own(dsn, db, running) -> None:
+    """Claiming, completing, listening, the periodic services and the leader's, all busy
+    at once, fit in three server connections (docs/deployment.md, connection budget)."""
+    name = "pgjobs-budget-test"
+    pgjobs.enqueue_many(db, [pgjobs.Task("count") for _ in range(5000)])
+    done = 0
+    seen: list[int] = []
+
+    def connections() -> int:
+        row = db.execute(
+            "select count(*) from pg_stat_activity where application_name = %s", (name,)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    server = pgjobs.Server()
+
+    @server.handler("count")
+    async def count(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        nonlocal done
+        done += 1
+
+    worker_dsn = psycopg.conninfo.make_conninfo(dsn, application_name=name)
+    await running(server, make_config(worker_dsn, heartbeat_interval=0.05, leader_interval=0.1))
+    assert server.worker is not None
+    await asyncio.wait_for(server.worker._elector.leading_event.wait(), 30)
+    while done < 5000:
+        seen.append(connections())
+        await asyncio.sleep(0)
+    seen.append(connections())
+    assert max(seen) <= 3, seen
+    assert 3 in seen, seen  # the count sees the worker at all
+
+
 # --- the rescuer's timing ---------------------------------------------------------------
 
 

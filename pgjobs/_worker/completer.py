@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .outcome import Outcome, describe_error, finish_params
 from .retry import DB_ERRORS, reconnect_delay
+from .shared import SharedConnection
 
 __all__ = ["Completer"]
 
@@ -37,13 +37,13 @@ REFUSED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityErro
 class Completer:
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        connection: SharedConnection,
         schema: str,
         worker_id: str,
         *,
         delete_completed: bool,
     ) -> None:
-        self._pool = pool
+        self._connection = connection
         self._query = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
         self._delete_completed = delete_completed
@@ -74,7 +74,7 @@ class Completer:
         failures = 0
         while True:
             try:
-                async with self._pool.connection() as conn:
+                async with self._connection.connection() as conn:
                     while True:
                         if not self._pending:
                             if self._closing:

@@ -6,7 +6,7 @@
                       │ wake                     │ cancel job N
                       ▼                          ▼
       ┌───────────────────────────────┐    ┌─────────────────┐
-      │ claim loop                    │    │ running jobs    │
+      │ claim loop  (claiming.py)     │    │ running jobs    │
       │  waits for a free slot and    │───►│  async handler: │  deadline timer,
       │  for work (NOTIFY or poll);   │    │   asyncio task  │  operator cancel,
       │  job_claim with per-queue     │    │  sync handler:  │  shutdown
@@ -19,15 +19,9 @@
                                            └─────────────────┘
       heartbeat · stager · rescuer: periodic passes (services.py)
 
-Slots: ``concurrency`` bounds the jobs whose code is running. A slot is taken at claim
-and given back when the handler returns; the claim asks only for as many jobs as there
-are free slots, so nothing waits in memory.
-
-Deadlines: when a job's timeout passes, its attempt is recorded as failed (retried with
-backoff or failed) at once. An async handler is cancelled. A sync handler's context is
-cancelled, but Python cannot stop a thread: the thread keeps its slot until the handler
-returns, so ``concurrency`` always counts code that is really running, and whatever the
-handler does after its deadline is discarded.
+The claim loop is in ``claiming.py`` (slots and quotas), the running jobs and the
+deciding of their outcomes in ``running.py`` (deadlines); this module starts and stops
+them, with the listener, the services and the leader election.
 
 Delivery is at least once: a job whose worker dies runs again after its lease expires,
 and every outcome write is guarded by (state running, attempt) so a late write from a
@@ -37,7 +31,6 @@ presumed-dead worker cannot overwrite a newer attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -55,22 +48,20 @@ from .._dsn import redact, resolve_dsn
 from .._pooler import pooled_async
 from .._version import __version__
 from ..config import Config
-from ..context import Context
-from ..errors import Cancel, HandlerNotFoundError, SchemaError, Snooze
+from ..errors import SchemaError
 from ..middleware import ErrorHook, Middleware
-from ..registry import Registration, Registry
-from ..task import Task, _from_row
+from ..registry import Registry
+from .claiming import Claimer
 from .completer import Completer
-from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
 from .joblog import JobLog
 from .leader import Elector, ElectorConfig, leader_services
 from .listener import Listener
 from .observer import Observer
-from .outcome import Outcome, decide, describe_error
 from .probe import wait_for_database
-from .retry import DB_ERRORS, reconnect_delay
-from .rows import decode_claimed
+from .retry import DB_ERRORS
+from .running import Running
 from .services import WorkerServices, run_periodically
+from .shared import SharedConnection
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
 
@@ -81,22 +72,6 @@ log = logging.getLogger("pgjobs.worker")
 #: Names the host in the workers table instead of the machine's host name, where that
 #: one says nothing (every container of a pod, say, or processes grouped by hand).
 HOST_VARIABLE = "PGJOBS_WORKER_HOST"
-#: Longest wait for more free slots before a claim (see Worker._gather_slots).
-CLAIM_COALESCE = 0.002
-#: First poll after running out of work; each further poll waits twice as long, up to
-#: Config.poll_interval, until work turns up.
-IDLE_POLL_FIRST = 0.002
-#: Least time between two settings of the waiting flag. Each setting invites NOTIFYs, whose
-#: commit-time lock serialises the enqueuers that send them; a fast worker that runs dry
-#: between every two jobs would otherwise ask for one NOTIFY per job. In between, the
-#: quick idle polls stand in for wakeups. At 10 ms, a worker asks for at most 100 NOTIFYs
-#: a second, and a job that arrives 10 ms or more after the previous one is always
-#: notified (25 ms left every other job of a 12 ms cadence to the 2-4-8 ms polls: wakeup
-#: p50 2.6 ms against 0.7 ms now, with no measurable change to 8 concurrent enqueuers).
-REARM_INTERVAL = 0.010
-#: Longest time a queue's claims start where the previous one ended (see job_claim)
-#: before one scans from the front again, to pick up jobs that landed behind that point.
-RESCAN_INTERVAL = 0.1
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any], synchronous_commit: bool) -> None:
@@ -110,74 +85,7 @@ async def _configure(conn: psycopg.AsyncConnection[Any], synchronous_commit: boo
         await conn.execute(b"set synchronous_commit = off")
 
 
-class Running:
-    """Bookkeeping for one claimed job while its code runs."""
-
-    __slots__ = (
-        "aio_task",
-        "attempt",
-        "ctx",
-        "deadline",
-        "id",
-        "max_retry",
-        "registration",
-        "settled",
-        "started",
-        "task",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        job_id: int,
-        attempt: int,
-        max_retry: int,
-        timeout: float,
-        ctx: Context,
-        task: Task,
-        registration: Registration | None,
-        started: float,
-    ) -> None:
-        self.id = job_id
-        self.attempt = attempt
-        self.max_retry = max_retry
-        self.timeout = timeout
-        self.ctx = ctx
-        self.task = task
-        self.registration = registration
-        self.started = started
-        #: True once the attempt's fate is decided (outcome queued, or cancelled/released).
-        self.settled = False
-        self.deadline: Deadline | None = None
-        self.aio_task: asyncio.Task[None] | None = None
-
-
-class Deadline:
-    """One timer for the jobs a claim started with the same timeout.
-
-    A claim of 500 jobs arms one timer, not 500: a TimerHandle per job, armed and then
-    cancelled, was 5 % of a draining worker's time. The timer is cancelled once every
-    one of its jobs has settled, so finished batches do not pile up in the event loop's
-    heap for the length of their timeout.
-    """
-
-    __slots__ = ("handle", "pending", "runs")
-
-    def __init__(self, runs: list[Running]) -> None:
-        self.runs = runs
-        self.pending = len(runs)
-        self.handle: asyncio.TimerHandle | None = None
-
-    def release(self) -> None:
-        """One of its jobs settled."""
-        self.pending -= 1
-        if self.pending == 0:
-            if self.handle is not None:
-                self.handle.cancel()
-            self.runs = []
-
-
-class Worker:
+class Worker(Claimer):
     """Runs jobs from the queues in *config* with the handlers in *registry*."""
 
     def __init__(
@@ -214,6 +122,7 @@ class Worker:
         self._waiting = False  # our row's `waiting` flag, as last written
         self._tasks: list[asyncio.Task[Any]] = []
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._shared: SharedConnection | None = None  # the claim loop's and the completer's
         self._listener: Listener | None = None
         # Control messages naming a running job: job id -> attempt, until checked.
         self._cancel_hints: dict[int, int] = {}
@@ -241,10 +150,12 @@ class Worker:
         self._idle.set()
         self._abort = asyncio.Event()
         self._failed = asyncio.Event()
+        # Two connections: one that the claim loop and the completer share, one for the
+        # periodic services; with the listener's, three per worker (docs/deployment.md).
         self._pool = AsyncConnectionPool(
             dsn,
-            min_size=3,
-            max_size=4,
+            min_size=2,
+            max_size=2,
             kwargs={"autocommit": True},
             configure=functools.partial(_configure, synchronous_commit=config.synchronous_commit),
             open=False,
@@ -272,8 +183,9 @@ class Worker:
         except BaseException:
             await self._pool.close()
             raise
+        self._shared = SharedConnection(self._pool)
         self._completer = Completer(
-            self._pool, config.schema, self.id, delete_completed=config._deletes_completed
+            self._shared, config.schema, self.id, delete_completed=config._deletes_completed
         )
         self._transactions = JobTransactions(
             dsn,
@@ -404,6 +316,8 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        assert self._shared is not None
+        await self._shared.close()
         try:
             async with self._pool.connection(timeout=5.0) as conn:
                 if released:
@@ -443,362 +357,6 @@ class Worker:
                 run.aio_task.cancel()
             released.append((run.id, run.attempt))
         return released
-
-    # --- claiming ------------------------------------------------------------------
-
-    async def _claim_loop(self) -> None:
-        assert self._pool is not None
-        assert self._loop is not None
-        failures = 0
-        idle_polls = 0  # polls since the last claim that found work
-        armed_at = -REARM_INTERVAL  # when we last set our waiting flag
-        while not self._stopping:
-            try:
-                async with self._pool.connection() as conn:
-                    if failures:
-                        await self._release_orphans(conn)
-                    while not self._stopping:
-                        if self._free < self._claim_min:
-                            await self._gather_slots()
-                            if self._free <= 0:
-                                continue
-                        self._wake.clear()
-                        asked = min(self._free, self.config.claim_batch)
-                        claimed = await self._claim(conn, asked)
-                        failures = 0
-                        if claimed:
-                            idle_polls = 0
-                        if claimed == asked or self._stopping:
-                            continue
-                        # Every queue came up short: nothing more is ready now. Claiming
-                        # again at once would find nothing (or one job) at the price of a
-                        # statement; under a stream of single enqueues that loop cost a
-                        # claim, and a commit, for every job or two. Wait for a wakeup or
-                        # the first quick poll instead, and claim what arrived meanwhile.
-                        listener = self._listener
-                        now = self._loop.time()
-                        if (
-                            listener is not None
-                            and listener.listening
-                            and not self._waiting
-                            and now - armed_at >= REARM_INTERVAL
-                        ):
-                            # Ask enqueuers for a NOTIFY, then look once more: a job that
-                            # committed before the flag did would otherwise wait for a poll.
-                            await conn.execute(
-                                self._queries["worker_set_waiting"],
-                                {"waiting": True, "id": self.id},
-                            )
-                            self._waiting = True
-                            armed_at = now
-                            continue
-                        # Idle: wait for a NOTIFY, polling 2, 4, 8 ms ... up to poll_interval
-                        # meanwhile. The first quick polls catch a job whose enqueuer read the
-                        # flag just before we set it, but committed (WAL flush and all) just
-                        # after we looked again; and they stand in for wakeups while the flag
-                        # may not be re-armed yet (REARM_INTERVAL).
-                        delay = min(self.config.poll_interval, IDLE_POLL_FIRST * 2**idle_polls)
-                        idle_polls += 1
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), delay)
-                        if self.observer is not None:
-                            self.observer.waited(self._wake.is_set())
-            except DB_ERRORS as exc:
-                self._waiting = False  # unknown after a failure: set it again when idle
-                failures += 1
-                delay = reconnect_delay(failures)
-                log.warning("claiming failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-
-    async def _release_orphans(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Give back jobs claimed for us by a claim whose reply never arrived."""
-        assert self._completer is not None
-        known = [*self._running, *self._completer.pending_ids()]
-        cursor = await conn.execute(
-            self._queries["job_release_orphans"], {"worker_id": self.id, "known": known}
-        )
-        released = [row[0] for row in await cursor.fetchall()]
-        if released:
-            log.warning(
-                "gave back %d jobs whose claim reply was lost with the connection: %s",
-                len(released),
-                ", ".join(map(str, released[:10])),
-                extra={"job_ids": released},
-            )
-
-    async def _gather_slots(self) -> None:
-        """Wait for a free slot, then briefly for more, so that one claim fills several.
-
-        Slots free up one job at a time; claiming at each would cost a round trip per
-        job. Waiting up to ``CLAIM_COALESCE`` seconds for ``_claim_min`` free slots costs
-        long jobs nothing noticeable and lets short ones be claimed in batches.
-        """
-        assert self._loop is not None
-        while self._free <= 0 and not self._stopping:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        deadline = self._loop.time() + CLAIM_COALESCE
-        while self._free < self._claim_min and not self._stopping:
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                return
-            self._slot_freed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), remaining)
-
-    async def _claim(self, conn: psycopg.AsyncConnection[Any], slots: int) -> int:
-        """Claim up to *slots* jobs, lending unused quota across queues; start them."""
-        quotas = self._planner.first_round(slots)
-        dry: set[str] = set()
-        total = 0
-        query = self._queries["job_claim"]
-        while quotas:
-            after_priorities, after_ids = self._scan_points(quotas)
-            cursor = await conn.execute(
-                query,
-                {
-                    "queues": list(quotas),
-                    "limits": list(quotas.values()),
-                    "after_priorities": after_priorities,
-                    "after_ids": after_ids,
-                    "worker_id": self.id,
-                    "lease": self.config.lease,
-                    "grace": self.config.lease_grace,
-                    "unwait": self._waiting,
-                },
-            )
-            rows = await cursor.fetchall()
-            if self.observer is not None:
-                self.observer.claimed(len(rows))
-            got: dict[str, int] = {}
-            ends: dict[str, tuple[int, int]] = {}
-            if rows:
-                self._waiting = False  # the claim statement cleared the flag
-                by_timeout: dict[float, list[Running]] = {}
-                for row in rows:
-                    queue, end = row[1], (row[4], row[0])  # (priority, id)
-                    got[queue] = got.get(queue, 0) + 1
-                    if queue not in ends or end > ends[queue]:
-                        ends[queue] = end
-                    run = self._start(row)
-                    if run is not None:
-                        by_timeout.setdefault(run.timeout, []).append(run)
-                # Armed before any handler can report back: their callbacks run on this
-                # loop, after this synchronous stretch.
-                for timeout, runs in by_timeout.items():
-                    self._arm(runs, timeout)
-                total += len(rows)
-                slots -= len(rows)
-            for queue, quota in quotas.items():
-                if got.get(queue, 0) < quota:
-                    # Short: the queue ran dry, or jobs wait behind the point we started
-                    # from. Either way its next claim scans from the front.
-                    self._resume.pop(queue, None)
-                else:
-                    self._resume[queue] = ends[queue]
-            quotas = self._planner.next_round(slots, quotas, got, dry)
-        return total
-
-    def _scan_points(self, quotas: dict[str, int]) -> tuple[list[int | None], list[int | None]]:
-        """Where each queue's claim starts: after the (priority, id) its last full claim
-        ended at, or from the front (None) if it has none or its rescan is due.
-
-        Claimed jobs leave dead entries at the front of the claim index until vacuum, and
-        a scan from the front walks them all (see job_claim). Starting where the last claim
-        ended skips them; scanning from the front at least every ``RESCAN_INTERVAL``, and
-        after any short claim, finds jobs that landed behind that point: a higher
-        priority, a retry of an older job, a job whose enqueuer committed late.
-        """
-        assert self._loop is not None
-        now = self._loop.time()
-        priorities: list[int | None] = []
-        ids: list[int | None] = []
-        for queue in quotas:
-            point = self._resume.get(queue)
-            if point is None or now >= self._rescan_at.get(queue, 0.0):
-                self._rescan_at[queue] = now + RESCAN_INTERVAL
-                point = None
-            priorities.append(None if point is None else point[0])
-            ids.append(None if point is None else point[1])
-        return priorities, ids
-
-    # --- running -------------------------------------------------------------------
-
-    def _start(self, row: tuple[Any, ...]) -> Running | None:
-        """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
-        there is no handler for it or its row cannot be decoded (its attempt is already
-        recorded as failed)."""
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors, trace = row
-        loop = self._loop
-        assert loop is not None
-        payload, errors, unrunnable = decode_claimed(payload, errors)
-        registration = self.registry.find(kind)
-        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
-        if trace is not None:
-            ctx._trace_context = trace  # read by pgjobs.tracing's middleware, if it is on
-        task = _from_row(kind, payload, queue, max_retry, timeout, priority)
-        now = loop.time()
-        run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)
-        self._running[job_id] = run
-        self._free -= 1
-        self._idle.clear()
-        if unrunnable is not None or registration is None:
-            error = unrunnable or HandlerNotFoundError(
-                f"no handler registered for kind {kind!r} on worker {self.id}"
-                f" (registered: {', '.join(self.registry.kinds()) or 'none'})"
-            )
-            self._conclude(run, error=error)
-            self._finish(run)
-            return None
-        if registration.is_async:
-            run.aio_task = loop.create_task(self._run_async(run, registration))
-        else:
-            func = self._with_middleware if self._middleware else registration.func
-            args = (registration.func, ctx, task) if self._middleware else (ctx, task)
-            self._threads.submit(
-                loop, func, args, lambda result, error: self._sync_done(run, result, error)
-            )
-        return run
-
-    def _arm(self, runs: list[Running], timeout: float) -> None:
-        """One deadline timer for *runs*, started together with the same *timeout*."""
-        assert self._loop is not None
-        deadline = Deadline(runs)
-        for run in runs:
-            run.deadline = deadline
-        deadline.handle = self._loop.call_at(runs[0].started + timeout, self._expire_all, deadline)
-
-    def _expire_all(self, deadline: Deadline) -> None:
-        for run in deadline.runs:
-            self._expire(run)  # a no-op for those that settled meanwhile
-
-    def _mark_settled(self, run: Running) -> None:
-        """*run*'s fate is decided: mark it so, and let its deadline go."""
-        run.settled = True
-        if run.deadline is not None:
-            run.deadline.release()
-            run.deadline = None
-
-    def _with_middleware(self, func: Any, ctx: Context, task: Task) -> Any:
-        """Call a sync handler inside every middleware (in its thread, outermost first)."""
-        return call_handler(func, ctx, task, self._middleware)
-
-    async def _run_async(self, run: Running, registration: Registration) -> None:
-        result = None  # stays None if a middleware swallows the handler's exception
-        try:
-            if self._middleware:
-                result = await call_handler_async(
-                    registration.func, run.ctx, run.task, self._middleware
-                )
-            else:  # the common case, on the hot path: no ExitStack, no extra frame
-                result = await registration.func(run.ctx, run.task)
-        except asyncio.CancelledError as exc:
-            if run.ctx.reason is None:
-                # Not a cancellation of ours (each sets a reason first): the handler's
-                # own code raised it. Its attempt failed; the job must not stay running.
-                self._conclude(run, error=exc)
-                raise
-        except BaseException as exc:
-            if run.ctx.reason == "timeout":
-                self._expire(run)
-            self._conclude(run, error=exc)
-        else:
-            self._conclude(run, result=result)
-        finally:
-            self._finish(run)
-
-    def _sync_done(self, run: Running, result: Any, error: BaseException | None) -> None:
-        if run.ctx.reason == "timeout" and not run.settled:
-            self._expire(run)  # it saw its deadline before our timer fired: same outcome
-        if run.settled and run.ctx.reason == "timeout":
-            log.warning(
-                "job %d (%s): sync handler returned %.1fs after its deadline; result discarded",
-                run.id,
-                run.task.kind,
-                -run.ctx.remaining(),
-                extra={"job_id": run.id},
-            )
-        else:
-            self._conclude(run, result=result, error=error)
-        self._finish(run)
-
-    def _conclude(
-        self, run: Running, *, result: Any = None, error: BaseException | None = None
-    ) -> None:
-        """Decide the attempt's outcome from what the handler did, report it, queue it."""
-        if run.settled:
-            return
-        if run.ctx._committed:
-            # ctx.transaction() already recorded the completion with the handler's work.
-            self._mark_settled(run)
-            self.processed += 1
-            self._joblog.completed(run.ctx, run.started)
-            if error is not None:
-                log.error(
-                    "job %d (%s) raised after its transaction completed it; the job stays "
-                    "completed: %s",
-                    run.id,
-                    run.task.kind,
-                    describe_error(error),
-                    extra={"job_id": run.id},
-                )
-            return
-        registration = run.registration
-        backoff = (registration.backoff if registration else None) or self.config.backoff
-        outcome = decide(run.id, run.attempt, run.max_retry, error, result, backoff)
-        # Settled before the error hooks run, so that nothing they do can keep the
-        # outcome from being recorded.
-        self._settle(run, outcome)
-        if error is not None:
-            self._report(run, error, outcome)
-
-    def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
-        """Log what became of a failed attempt and tell the error hooks."""
-        self._joblog.failed(run.ctx, run.started, error, outcome)
-        if not isinstance(error, Snooze | Cancel):  # the handler's decisions, not failures
-            call_error_hooks(self._error_hooks, run.ctx, run.task, error)
-
-    def _settle(self, run: Running, outcome: Outcome) -> None:
-        if run.settled:
-            return
-        self._mark_settled(run)
-        if outcome.state == "completed":
-            self.processed += 1
-            self._joblog.completed(run.ctx, run.started)
-        elif outcome.failed:
-            self.failed += 1
-        if self.observer is not None:
-            assert self._loop is not None
-            seconds = self._loop.time() - run.started
-            self.observer.settled(run.task.queue, run.task.kind, outcome, seconds)
-        assert self._completer is not None
-        self._completer.add(outcome)
-
-    def _finish(self, run: Running) -> None:
-        """The handler's code has returned: give its slot back."""
-        if self._running.pop(run.id, None) is None:
-            return
-        self._free += 1
-        self._slot_freed.set()
-        if not self._running:
-            self._idle.set()
-
-    def _expire(self, run: Running) -> None:
-        """The job's deadline passed: fail this attempt now and cancel the handler."""
-        if run.settled:
-            return
-        run.ctx._cancel("timeout")
-        self._conclude(run, error=timeout_error(run.timeout))
-        if run.aio_task is not None:
-            run.aio_task.cancel()
-        else:
-            log.warning(
-                "job %d (%s): sync handler still running at its deadline; its context is "
-                "cancelled and its slot stays taken until it returns",
-                run.id,
-                run.task.kind,
-                extra={"job_id": run.id},
-            )
 
     # --- signals from the listener and services -------------------------------------
 
