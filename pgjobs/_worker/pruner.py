@@ -31,13 +31,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..job import FINISHED_STATES
 from .services import BATCH, Service
 
 __all__ = ["Pruner"]
 
 log = logging.getLogger("pgjobs.worker")
 
-FINISHED_STATES = ("completed", "failed", "cancelled")
 #: Most batches of one kind per pass: a pass holds one of the worker's pooled
 #: connections, so a large backlog is worked off over several passes.
 MAX_BATCHES = 100
@@ -68,10 +68,10 @@ class Pruner(Service):
         # Stale waiters first: a job kept for a client that died waiting goes this pass.
         deleted["stale waiters"] = await self._batches(conn, "waiter_prune_stale", {})
         for state in FINISHED_STATES:
-            keep = self.retention.get(state)
+            keep = self.retention.get(state.value)
             if keep is not None:
-                deleted[f"{state} jobs"] = await self._batches(
-                    conn, "job_prune_finished", {"state": state, "retention": keep}
+                deleted[f"{state.value} jobs"] = await self._batches(
+                    conn, "job_prune_finished", {"state": state.value, "retention": keep}
                 )
         deleted["expired unique keys"] = await self._batches(conn, "unique_key_prune_expired", {})
         deleted["unique keys of finished jobs"] = await self._prune_held_keys(conn)
