@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         actions,
         "show",
         help="everything about one job",
-        description="Show one job: its state, times, attempts, worker, payload and errors.",
+        description="Show one job: its state, times, attempts, worker, payload, result and errors.",
         examples="""
         pgjobs jobs show 42
         pgjobs jobs show 42 --json | jq .payload
@@ -156,8 +156,10 @@ def run_show(args: argparse.Namespace) -> int:
         # Only an error keeps its line breaks (a traceback); a queue or kind is one line.
         text = clean(value, lines=name == "last error").replace("\n", "\n" + " " * (width + 2))
         print(f"{name.ljust(width)}  {text}")
-    print("payload:")
-    print("  " + json_text(job.payload).replace("\n", "\n  "))
+    for name, value in (("payload", job.payload), ("result", job.result)):
+        if name == "payload" or value is not None:
+            print(f"{name}:")
+            print("  " + json_text(value).replace("\n", "\n  "))
     if job.errors:
         print("errors:")
         for entry in job.errors if isinstance(job.errors, list) else [job.errors]:
