@@ -13,6 +13,7 @@ job (retry, cancel, why, ``testing.run_job``) raises
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -33,6 +34,7 @@ __all__ = [
     "get_many_op",
     "get_op",
     "not_found",
+    "parse_id",
 ]
 
 _MAX_ID = 2**63 - 1  # ids are bigint
@@ -146,6 +148,16 @@ def checked_id(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ID:
         raise InvalidArgumentError(f"a job id is a positive integer, not {value!r}")
     return value
+
+
+def parse_id(text: str) -> int:
+    """A job id as an operator types it (``42``, or ``#42`` as lists show it), in a
+    command or a URL; InvalidArgumentError for anything but a positive 64-bit integer."""
+    digits = text.strip().removeprefix("#")
+    if digits.isascii() and digits.isdigit():
+        with contextlib.suppress(InvalidArgumentError):
+            return checked_id(int(digits))
+    raise InvalidArgumentError(f"a job id is a positive integer, not {text!r}")
 
 
 def not_found(job_id: int, seen_by: str = "") -> JobNotFoundError:

@@ -14,7 +14,8 @@ import pytest
 import pgjobs
 from pgjobs import admin, migrate
 from pgjobs.cli import main
-from pgjobs.cli._parse import parse_duration, parse_job_id
+from pgjobs.cli._parse import parse_duration
+from pgjobs.job import parse_id
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "sql-reference.md"
 
@@ -125,13 +126,13 @@ def test_parse_duration_refuses(text: str) -> None:
         parse_duration(text)
 
 
-def test_parse_job_id() -> None:
-    assert parse_job_id("42") == 42
-    assert parse_job_id(" #42 ") == 42
-    assert parse_job_id(str(2**63 - 1)) == 2**63 - 1
+def test_parse_id() -> None:
+    assert parse_id("42") == 42
+    assert parse_id(" #42 ") == 42
+    assert parse_id(str(2**63 - 1)) == 2**63 - 1
     for bad in ("", "x", "0", "-1", "4.2", str(2**63), "٤٢"):
         with pytest.raises(pgjobs.InvalidArgumentError):
-            parse_job_id(bad)
+            parse_id(bad)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2**63, True, "42", 4.2])

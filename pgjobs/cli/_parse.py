@@ -1,6 +1,6 @@
-"""What an operator types, as pgjobs takes it: durations (``7d``, ``1h30m``) and job ids
-(``42``, ``#42``). Shared by the commands and the dashboard's URLs; the library's own
-functions take a ``timedelta`` and an ``int``."""
+"""Durations as an operator types them (``7d``, ``1h30m``); the library's own functions
+take a ``timedelta`` or seconds. (Job ids typed as text, which the dashboard's URLs
+have too, are read by :func:`pgjobs.job.parse_id`.)"""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import re
 from datetime import timedelta
 
 from ..errors import InvalidArgumentError
-from ..job import checked_id
 
-__all__ = ["parse_duration", "parse_job_id"]
+__all__ = ["parse_duration"]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -36,15 +35,3 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(seconds=seconds)
     except OverflowError:
         raise InvalidArgumentError(f"duration {text!r} is too long") from None
-
-
-def parse_job_id(text: str) -> int:
-    """A job id from ``"42"`` or ``"#42"`` (as lists show them); InvalidArgumentError for
-    anything but a positive 64-bit integer."""
-    digits = text.strip().removeprefix("#")
-    if not digits.isdigit() or not digits.isascii():
-        raise InvalidArgumentError(f"a job id is a positive integer, not {text!r}")
-    try:
-        return checked_id(int(digits))
-    except InvalidArgumentError:
-        raise InvalidArgumentError(f"a job id is a positive integer, not {text!r}") from None

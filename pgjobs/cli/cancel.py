@@ -6,9 +6,8 @@ import argparse
 
 from .. import admin
 from ..errors import JobStateError
-from ..job import not_found
+from ..job import not_found, parse_id
 from ._output import clean, connect, job_state, new_parser
-from ._parse import parse_job_id
 
 EXAMPLES = """
 pgjobs cancel 42
@@ -34,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    job_id = parse_job_id(args.id)
+    job_id = parse_id(args.id)
     with connect(args) as conn:
         before = admin.get_job(conn, job_id, schema=args.schema)
         if before is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ..job import Job, JobState, not_found
+from ..job import Job, JobState, not_found, parse_id
 from ._output import (
     Figure,
     add_json_option,
@@ -20,7 +20,6 @@ from ._output import (
     table,
     timestamp,
 )
-from ._parse import parse_job_id
 
 EXAMPLES = """
 pgjobs jobs list                                 # the 50 newest jobs
@@ -124,7 +123,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        job_id = parse_job_id(args.id)
+        job_id = parse_id(args.id)
         job = admin.get_job(conn, job_id, schema=args.schema)
     if job is None:
         raise not_found(job_id)

@@ -6,8 +6,8 @@ import argparse
 
 from .. import admin
 from ..errors import InvalidArgumentError, JobStateError
+from ..job import parse_id
 from ._output import connect, job_state, new_parser
-from ._parse import parse_job_id
 
 EXAMPLES = """
 pgjobs retry 42                                  # run failed (or cancelled) job 42 again, now
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"{count} failed job{'s' if count != 1 else ''}{scope} will run again now")
             return 0
-        job_id = parse_job_id(args.id)
+        job_id = parse_id(args.id)
         if not admin.retry_job(conn, job_id, schema=args.schema):
             state = job_state(conn, job_id, args.schema)
             raise JobStateError(

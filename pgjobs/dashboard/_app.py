@@ -28,9 +28,8 @@ from starlette.routing import Route
 
 from .._dsn import redact, resolve_dsn
 from .._queries import DEFAULT_SCHEMA
-from ..cli._parse import parse_job_id
 from ..errors import InvalidArgumentError, JobNotFoundError, QueueNotFoundError
-from ..job import JobState
+from ..job import JobState, parse_id
 from ._data import COUNT_CAP, MAX_BULK, JobFilter, Store, Throughput
 from ._guard import CSRF_COOKIE, SESSION_COOKIE, Guard
 
@@ -446,7 +445,7 @@ def _parse_filter(query: dict[str, str]) -> JobFilter:
 
 def _job_id(request: Request) -> int:
     try:
-        return parse_job_id(request.path_params["job_id"])
+        return parse_id(request.path_params["job_id"])
     except InvalidArgumentError as exc:
         raise HTTPException(400, str(exc)) from exc
 

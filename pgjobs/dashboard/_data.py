@@ -23,9 +23,8 @@ import psycopg_pool
 from .. import _queries, admin
 from .._ops import Op, Rows, Statement, run
 from .._worker.leader import LEADER_NAME
-from ..cli._parse import parse_job_id
 from ..errors import InvalidArgumentError
-from ..job import Job, JobState, not_found
+from ..job import Job, JobState, not_found, parse_id
 
 log = logging.getLogger("pgjobs.dashboard")
 
@@ -88,7 +87,7 @@ class JobFilter:
             kind=text["kind"],
             error=text["error"],
             since=_parse_since(text["since"]),
-            before=None if text["before"] is None else parse_job_id(text["before"]),
+            before=None if text["before"] is None else parse_id(text["before"]),
             limit=_parse_limit(text["limit"]),
         )
 
