@@ -18,7 +18,7 @@ from ._version import __version__
 from .backoff import Backoff, default_backoff
 from .client import AsyncClient, Client
 from .config import Config
-from .context import Context, JobCancelled
+from .context import Context
 from .enqueue import (
     AsyncEnqueuer,
     Enqueuer,
@@ -35,18 +35,23 @@ from .errors import (
     ConfigurationError,
     DuplicateHandlerError,
     HandlerNotFoundError,
+    InvalidArgumentError,
     InvalidTaskError,
+    JobCancelled,
     JobControl,
     JobLostError,
+    JobNotFoundError,
+    JobStateError,
     MigrationError,
     PayloadError,
     PayloadTooLargeError,
     PgjobsError,
+    QueueNotFoundError,
     SchemaError,
     SkipRetry,
     Snooze,
 )
-from .job import Job
+from .job import Job, JobState
 from .middleware import ErrorHook, Middleware
 from .registry import Handler, HandlerObject, Registration, Registry
 from .server import Server
@@ -68,16 +73,21 @@ __all__ = [
     "Handler",
     "HandlerNotFoundError",
     "HandlerObject",
+    "InvalidArgumentError",
     "InvalidTaskError",
     "Job",
     "JobCancelled",
     "JobControl",
     "JobLostError",
+    "JobNotFoundError",
+    "JobState",
+    "JobStateError",
     "Middleware",
     "MigrationError",
     "PayloadError",
     "PayloadTooLargeError",
     "PgjobsError",
+    "QueueNotFoundError",
     "Registration",
     "Registry",
     "SchemaError",

@@ -1,13 +1,16 @@
 """Operate pgjobs from Python: inspect queues and jobs, retry, cancel, pause, purge, diagnose.
 
-These are the functions behind the ``pgjobs`` operator commands (``status``, ``jobs``,
-``retry``, ``cancel``, ``pause``, ``resume``, ``why``, ``doctor``, ``purge``, ``grants``).
-Each one calls a view or function of the pgjobs schema (migration 0002, see
-docs/sql-reference.md), so ``psql``, Python and the command line give the same answers.
+These are the operations behind the ``pgjobs`` operator commands (``status``, ``jobs``,
+``retry``, ``cancel``, ``pause``, ``resume``, ``why``, ``doctor``, ``purge``, ``grants``)
+and the dashboard. Each one calls a view or function of the pgjobs schema (migration
+0002, see docs/sql-reference.md), so ``psql``, Python and the command line give the same
+answers.
 
-Every function takes the caller's psycopg connection (or a SQLAlchemy / Django one on
-psycopg 3) and runs in whatever transaction it is in: pgjobs never commits here. On an
-autocommit connection each call is its own transaction::
+Every operation takes the caller's psycopg 3 connection first (or a SQLAlchemy / Django
+one on psycopg 3) and runs in whatever transaction it is in: pgjobs never commits here.
+On an autocommit connection each call is its own transaction. Each has an async twin,
+named with ``_async``, that takes a psycopg ``AsyncConnection`` (or a SQLAlchemy
+``AsyncConnection`` on psycopg)::
 
     import psycopg
     from pgjobs import admin
@@ -18,89 +21,83 @@ autocommit connection each call is its own transaction::
         print(admin.why(conn, 42))
         admin.cancel_job(conn, 42, reason="customer asked")
 
-Errors, beside psycopg's own::
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
+        await admin.retry_job_async(aconn, 42)
 
-    PgjobsError
-    ├── JobNotFoundError (LookupError)      no job with this id
-    ├── QueueNotFoundError (LookupError)    no job, worker or setting names this queue
-    ├── JobStateError                       the job's state does not allow the action
-    └── InvalidArgumentError (ValueError)   a bad id, duration or state name
+Both faces run one implementation: each operation is written once, as a generator of
+statements (see :mod:`pgjobs._ops`), and :func:`_faces` makes the two functions that run
+it. Errors, beside psycopg's own, are those of :mod:`pgjobs.errors`:
+``InvalidArgumentError`` for a malformed argument, ``JobNotFoundError`` for an operation
+on a job that does not exist (:func:`get_job` returns None instead),
+``QueueNotFoundError`` and ``JobStateError``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from types import FunctionType
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import psycopg
 import psycopg.errors
 
 from . import _queries
-from ._ops import Op, Rows, Statement, run
+from ._ops import Op, Rows, Statement, run, run_async
 from .enqueue import psycopg_connection
-from .errors import PgjobsError
+from .errors import (
+    InvalidArgumentError,
+    JobNotFoundError,
+    PgjobsError,
+    QueueNotFoundError,
+)
+from .job import FINISHED_STATES, Job, JobState, checked_id, get_op
 
 __all__ = [
-    "FINISHED_STATES",
-    "STATES",
     "DoctorFinding",
-    "InvalidArgumentError",
-    "JobDetail",
-    "JobNotFoundError",
-    "JobStateError",
     "JobSummary",
-    "QueueNotFoundError",
     "QueueSummary",
     "VacuumBlocker",
     "WorkerInfo",
     "cancel_job",
-    "check_job_id",
+    "cancel_job_async",
     "count_finished",
+    "count_finished_async",
     "doctor",
+    "doctor_async",
     "get_job",
+    "get_job_async",
     "grant_roles",
-    "jsonable",
+    "grant_roles_async",
     "list_jobs",
+    "list_jobs_async",
     "live_workers",
-    "parse_duration",
+    "live_workers_async",
     "pause_queue",
+    "pause_queue_async",
     "purge_finished",
+    "purge_finished_async",
     "queue_summary",
+    "queue_summary_async",
     "resume_queue",
+    "resume_queue_async",
     "retry_failed",
+    "retry_failed_async",
     "retry_job",
+    "retry_job_async",
     "vacuum_blockers",
+    "vacuum_blockers_async",
     "why",
+    "why_async",
 ]
 
+P = ParamSpec("P")
 T = TypeVar("T")
-
-#: Every job state, in the order a job goes through them.
-STATES = ("scheduled", "available", "running", "completed", "failed", "cancelled")
-#: States a job never leaves on its own; only these are purged.
-FINISHED_STATES = ("completed", "failed", "cancelled")
-_MAX_BIGINT = 2**63 - 1
-
-
-class JobNotFoundError(PgjobsError, LookupError):
-    """No job has this id: it was never enqueued, or it finished and was deleted."""
-
-
-class QueueNotFoundError(PgjobsError, LookupError):
-    """No job, worker or queue setting names this queue (pass ``force=True`` to pause it
-    anyway)."""
-
-
-class JobStateError(PgjobsError):
-    """The job's state does not allow the action (cancelling a completed job, say)."""
-
-
-class InvalidArgumentError(PgjobsError, ValueError):
-    """An argument is malformed: a job id, a duration, a state name."""
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_SCHEMA = _queries.DEFAULT_SCHEMA
 
 
 # --- rows ---------------------------------------------------------------------------------
@@ -156,12 +153,13 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class JobSummary:
-    """A job as listed by :func:`list_jobs` (no payload)."""
+    """A job as :func:`list_jobs` lists it: the fields of :class:`pgjobs.Job` that a
+    listing shows, without the payload, result and errors (which can be large)."""
 
     id: int
     queue: str
     kind: str
-    state: str
+    state: JobState
     priority: int
     attempt: int
     max_retry: int
@@ -172,32 +170,9 @@ class JobSummary:
     worker_id: UUID | None
     last_error: str | None
 
-
-@dataclass(frozen=True, slots=True)
-class JobDetail:
-    """Everything about one job, as returned by :func:`get_job`."""
-
-    id: int
-    queue: str
-    kind: str
-    state: str
-    priority: int
-    attempt: int
-    max_retry: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    worker_id: UUID | None
-    last_error: str | None
-    payload: Any
-    #: Seconds one attempt may run.
-    timeout: float
-    lease_expires_at: datetime | None
-    #: One ``{"attempt", "at", "error"}`` object per failed attempt.
-    errors: list[dict[str, Any]] | None
-    worker_host: str | None
-    worker_pid: int | None
+    def __post_init__(self) -> None:
+        if type(self.state) is not JobState:
+            object.__setattr__(self, "state", JobState(self.state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,264 +201,263 @@ class VacuumBlocker:
     query: str | None
 
 
-def jsonable(value: Any) -> Any:
-    """*value* (a row dataclass, or lists and dicts of them) as plain JSON-ready data:
-    datetimes as ISO 8601 text, durations as seconds, UUIDs as text."""
-    if hasattr(value, "__dataclass_fields__"):
-        value = asdict(value)
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, UUID):
-        return str(value)
-    return value
+#: The dataclass each statement's rows are read into. Rows are tuples (the runners are
+#: shared with the hot path); the statements name their columns as the fields, in order,
+#: and tests/test_sql_operations.py checks each one by name.
+ROW_TYPES: dict[str, type[Any]] = {
+    "queue_summary": QueueSummary,
+    "worker_list_live": WorkerInfo,
+    "job_list": JobSummary,
+    "job_get": Job,
+    "doctor_run": DoctorFinding,
+    "doctor_vacuum_blockers": VacuumBlocker,
+}
 
 
-# --- argument checks ------------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# --- the two faces ----------------------------------------------------------------------------
 
 
-def parse_duration(text: str | float | timedelta) -> timedelta:
-    """A duration from ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"``, ``"1h30m"``,
-    ``"500ms"``, or a plain number of seconds; never negative."""
-    if isinstance(text, timedelta):
-        seconds = text.total_seconds()
-    elif isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    elif isinstance(text, str):
-        compact = text.strip().replace(" ", "")
+def _faces(
+    build: Callable[P, Op[T]], *, missing: type[PgjobsError] = JobNotFoundError
+) -> tuple[Callable[Concatenate[Any, P], T], Callable[Concatenate[Any, P], Awaitable[T]]]:
+    """The public sync and async functions of the operation *build* makes (``_why``
+    gives ``why`` and ``why_async``): each takes a connection, then *build*'s arguments,
+    and drives the operation with its face's runner. The no_data_found error of the
+    schema's functions (an unknown job, or queue) becomes *missing*."""
+    name = build.__name__.removeprefix("_")
+
+    def sync(conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        op = build(*args, **kwargs)
         try:
-            seconds = float(compact)
-        except ValueError:
-            parts = _DURATION_PART.findall(compact)
-            if not compact or "".join(n + u for n, u in parts).lower() != compact.lower():
-                raise InvalidArgumentError(
-                    f"invalid duration {text!r}: use a number and a unit, such as 90s, 15m, "
-                    "12h, 7d or 1h30m (m is minutes)"
-                ) from None
-            seconds = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
-    else:
-        raise InvalidArgumentError(f"invalid duration {text!r}")
-    if not seconds >= 0:  # also NaN
-        raise InvalidArgumentError(f"a duration must not be negative, not {text!r}")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise InvalidArgumentError(f"duration {text!r} is too long") from None
+            return run(psycopg_connection(conn), op)
+        except psycopg.errors.NoDataFound as exc:
+            raise missing(exc.diag.message_primary or str(exc)) from exc
+
+    async def asynchronous(conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        op = build(*args, **kwargs)
+        try:
+            return await run_async(await _async_psycopg(conn), op)
+        except psycopg.errors.NoDataFound as exc:
+            raise missing(exc.diag.message_primary or str(exc)) from exc
+
+    return _public(sync, name, build), _public(asynchronous, f"{name}_async", build)
 
 
-def check_job_id(value: int | str) -> int:
-    """*value* as a job id (a positive 64-bit integer), or InvalidArgumentError."""
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"a job id is a positive integer, not {value!r}")
-    if isinstance(value, str):
-        text = value.strip().lstrip("#")
-        if not text.isdigit():
-            raise InvalidArgumentError(f"a job id is a positive integer, not {value!r}")
-        value = int(text)
-    if not isinstance(value, int) or not 1 <= value <= _MAX_BIGINT:
-        raise InvalidArgumentError(f"a job id is a positive integer, not {value!r}")
-    return value
+def _public(face: F, name: str, build: Callable[..., Any]) -> F:
+    """*face* as the public function *name* of this module, documented as *build* is.
+
+    Its code is renamed too: tracebacks then show ``why``, and a connection of the wrong
+    face is refused with advice naming ``why`` and ``why_async`` (pgjobs._ops finds the
+    function called by the code names on the stack)."""
+    function = cast(FunctionType, face)
+    function.__code__ = function.__code__.replace(co_name=name, co_qualname=name)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = build.__doc__
+    signature = inspect.signature(build)
+    returns = str(signature.return_annotation)  # "Op[bool]": annotations are text here
+    conn = inspect.Parameter("conn", inspect.Parameter.POSITIONAL_ONLY, annotation="Any")
+    function.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[conn, *signature.parameters.values()],
+        return_annotation=returns.removeprefix("Op[").removesuffix("]"),
+    )
+    return face
 
 
-def _check_state(state: str | None, allowed: Iterable[str] = STATES) -> str | None:
+async def _async_psycopg(conn: Any) -> psycopg.AsyncConnection[Any]:
+    """The psycopg ``AsyncConnection`` under *conn*: a SQLAlchemy ``AsyncConnection`` on
+    psycopg is unwrapped; other drivers are refused, as :func:`psycopg_connection` does."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    from ._drivers import async_driver
+
+    driver = await async_driver(conn)  # refuses a sync connection, naming the sync face
+    if isinstance(driver, psycopg.AsyncConnection):
+        return driver
+    raise TypeError(
+        f"pgjobs.admin needs psycopg 3: pass a psycopg.AsyncConnection, or a SQLAlchemy "
+        f"AsyncConnection that uses psycopg, not a {type(conn).__name__}"
+    )
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def _state(state: str | None, allowed: Iterable[JobState] = JobState) -> str | None:
+    """*state* as the text the statements take (None: any state)."""
     allowed = tuple(allowed)
     if state is not None and state not in allowed:
         raise InvalidArgumentError(f"unknown job state {state!r}: use one of {', '.join(allowed)}")
-    return state
+    return None if state is None else str(state)
 
 
-# --- operations (no I/O: see pgjobs._ops) ---------------------------------------------------
+def _seconds(value: float | timedelta, what: str) -> float:
+    """*value* (a timedelta, or seconds) in seconds; InvalidArgumentError if negative."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidArgumentError(f"{what} is a timedelta or a number of seconds, not {value!r}")
+    if not 0 <= seconds < float("inf"):  # also NaN
+        raise InvalidArgumentError(f"{what} must be 0 seconds or more, not {value!r}")
+    return seconds
 
 
-def _statement(schema: str, name: str, params: Mapping[str, Any] | None = None) -> Statement:
-    return Statement(_queries.queries(schema)[name], params or {})
+def _positive(value: int | None, what: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidArgumentError(f"{what} must be a positive integer, not {value!r}")
+    return value
 
 
-def _rows_op(schema: str, name: str, params: Mapping[str, Any] | None = None) -> Op[Rows]:
-    rows = yield _statement(schema, name, params)
+# --- the operations ---------------------------------------------------------------------------
+
+
+def _rows(schema: str, name: str, params: Mapping[str, Any] | None = None) -> Op[Rows]:
+    rows = yield Statement(_queries.queries(schema)[name], params or {})
     return rows
 
 
-def _scalar_op(schema: str, name: str, params: Mapping[str, Any] | None = None) -> Op[Any]:
-    rows = yield _statement(schema, name, params)
+def _scalar(schema: str, name: str, params: Mapping[str, Any] | None = None) -> Op[Any]:
+    rows = yield from _rows(schema, name, params)
     return rows[0][0] if rows else None
 
 
-def _run(conn: Any, op: Op[T], *, missing: type[PgjobsError] = JobNotFoundError) -> T:
-    """Run *op*, turning the no_data_found error of the schema's functions into *missing*."""
-    try:
-        return run(psycopg_connection(conn), op)
-    except psycopg.errors.NoDataFound as exc:
-        raise missing(exc.diag.message_primary or str(exc)) from exc
-
-
-# --- public API -----------------------------------------------------------------------------
-
-
-def queue_summary(conn: Any, *, schema: str = _queries.DEFAULT_SCHEMA) -> list[QueueSummary]:
+def _queue_summary(*, schema: str = DEFAULT_SCHEMA) -> Op[list[QueueSummary]]:
     """Every queue a job, worker or setting names: jobs by state, oldest ready job,
     finished attempts in the last minute, live workers serving it."""
-    rows = _run(conn, _rows_op(schema, "queue_summary"))
+    rows = yield from _rows(schema, "queue_summary")
     return [QueueSummary(*row) for row in rows]
 
 
-def live_workers(conn: Any, *, schema: str = _queries.DEFAULT_SCHEMA) -> list[WorkerInfo]:
+def _live_workers(*, schema: str = DEFAULT_SCHEMA) -> Op[list[WorkerInfo]]:
     """Workers whose heartbeat is younger than 60 seconds."""
-    rows = _run(conn, _rows_op(schema, "worker_list_live"))
+    rows = yield from _rows(schema, "worker_list_live")
     return [WorkerInfo(*row) for row in rows]
 
 
-def list_jobs(
-    conn: Any,
+def _list_jobs(
     *,
-    state: str | None = None,
+    state: JobState | str | None = None,
     queue: str | None = None,
     kind: str | None = None,
     limit: int = 50,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> list[JobSummary]:
+    schema: str = DEFAULT_SCHEMA,
+) -> Op[list[JobSummary]]:
     """The newest jobs (highest id first), optionally of one state, queue and kind."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgumentError(f"limit must be a positive integer, not {limit!r}")
     params = {
-        "state": _check_state(state),
+        "state": _state(state),
         "queue": queue,
         "kind": kind,
         "error": None,
         "since": None,
         "before": None,
-        "limit": limit,
+        "limit": _positive(limit, "limit"),
     }
-    rows = _run(conn, _rows_op(schema, "job_list", params))
+    rows = yield from _rows(schema, "job_list", params)
     return [JobSummary(*row) for row in rows]
 
 
-def get_job(conn: Any, job_id: int | str, *, schema: str = _queries.DEFAULT_SCHEMA) -> JobDetail:
-    """Everything about one job, payload included; JobNotFoundError if there is none."""
-    job_id = check_job_id(job_id)
-    rows = _run(conn, _rows_op(schema, "job_get", {"id": job_id}))
-    if not rows:
-        raise JobNotFoundError(
-            f"job {job_id} does not exist (never enqueued, or finished and deleted)"
-        )
-    return JobDetail(*rows[0])
+def _get_job(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[Job | None]:
+    """Everything about one job (payload, result, errors, lease, worker); None if there
+    is no such job (never enqueued, or finished and deleted). The same :class:`pgjobs.Job`
+    as ``Client.get`` returns."""
+    job = yield from get_op(job_id, schema)
+    return job
 
 
-def retry_job(conn: Any, job_id: int | str, *, schema: str = _queries.DEFAULT_SCHEMA) -> bool:
+def _retry_job(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     """Make a failed, cancelled or scheduled job available now; False for other states.
 
     A job that used up its retries gets exactly one more attempt.
     """
-    op = _scalar_op(schema, "job_retry", {"id": check_job_id(job_id)})
-    return bool(_run(conn, op))
+    retried = yield from _scalar(schema, "job_retry", {"id": checked_id(job_id)})
+    return bool(retried)
 
 
-def retry_failed(
-    conn: Any,
-    *,
-    kind: str | None = None,
-    queue: str | None = None,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> int:
+def _retry_failed(
+    *, kind: str | None = None, queue: str | None = None, schema: str = DEFAULT_SCHEMA
+) -> Op[int]:
     """Make every failed job (of *kind*, of *queue*, when given) available now; how many."""
-    op = _scalar_op(schema, "job_retry_failed", {"kind": kind, "queue": queue})
-    return int(_run(conn, op))
+    count = yield from _scalar(schema, "job_retry_failed", {"kind": kind, "queue": queue})
+    return int(count)
 
 
-def cancel_job(
-    conn: Any,
-    job_id: int | str,
-    *,
-    reason: str | None = None,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> bool:
+def _cancel_job(
+    job_id: int, *, reason: str | None = None, schema: str = DEFAULT_SCHEMA
+) -> Op[bool]:
     """Cancel a scheduled, available or running job; False if it had already finished.
 
     A running job is cancelled cooperatively: its row is marked cancelled at once, and its
     worker, told through NOTIFY on ``<schema>_control`` when the transaction commits,
     cancels the handler's context. *reason* becomes the job's ``last_error``.
     """
-    op = _scalar_op(schema, "job_cancel", {"id": check_job_id(job_id), "reason": reason})
-    return bool(_run(conn, op))
+    params = {"id": checked_id(job_id), "reason": reason}
+    cancelled = yield from _scalar(schema, "job_cancel", params)
+    return bool(cancelled)
 
 
-def pause_queue(
-    conn: Any, queue: str, *, force: bool = False, schema: str = _queries.DEFAULT_SCHEMA
-) -> bool:
+def _pause_queue(queue: str, *, force: bool = False, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     """Stop workers claiming from *queue*, from their next claim on; False if it was
     already paused. The pause is a row in ``<schema>.queues``: it holds across restarts.
 
     An unknown queue raises QueueNotFoundError unless *force* (to pause before first use).
     """
-    op = _scalar_op(schema, "queue_pause", {"queue": queue, "force": force})
-    return bool(_run(conn, op, missing=QueueNotFoundError))
+    paused = yield from _scalar(schema, "queue_pause", {"queue": queue, "force": force})
+    return bool(paused)
 
 
-def resume_queue(conn: Any, queue: str, *, schema: str = _queries.DEFAULT_SCHEMA) -> bool:
+def _resume_queue(queue: str, *, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     """Let workers claim from *queue* again (waking waiting ones); False if not paused."""
-    op = _scalar_op(schema, "queue_resume", {"queue": queue})
-    return bool(_run(conn, op, missing=QueueNotFoundError))
+    resumed = yield from _scalar(schema, "queue_resume", {"queue": queue})
+    return bool(resumed)
 
 
-def _purge_params(older_than: str | float | timedelta, states: Iterable[str]) -> dict[str, Any]:
-    states = list(states)
-    if not states:
+def _finished_params(older_than: float | timedelta, states: Iterable[str]) -> dict[str, Any]:
+    names = [_state(state, FINISHED_STATES) for state in states]
+    if not names:
         raise InvalidArgumentError("give at least one state to purge")
-    for state in states:
-        _check_state(state, FINISHED_STATES)
-    return {"older_than": parse_duration(older_than).total_seconds(), "states": states}
+    return {"older_than": _seconds(older_than, "older_than"), "states": names}
 
 
-def purge_finished(
-    conn: Any,
-    older_than: str | float | timedelta,
+def _purge_finished(
+    older_than: float | timedelta,
     *,
     max_rows: int | None = None,
-    states: Iterable[str] = FINISHED_STATES,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> int:
-    """Delete jobs that finished (in *states*) more than *older_than* ago; how many.
+    states: Iterable[JobState | str] = FINISHED_STATES,
+    schema: str = DEFAULT_SCHEMA,
+) -> Op[int]:
+    """Delete jobs that finished (in *states*) more than *older_than* (a timedelta, or
+    seconds) ago; how many.
 
     With *max_rows*, delete at most that many: call it in a loop on an autocommit
     connection to purge a large backlog in short transactions (as ``pgjobs purge`` does).
     """
-    params = _purge_params(older_than, states) | {"max_rows": max_rows}
-    return int(_run(conn, _scalar_op(schema, "job_purge_finished", params)))
+    params = _finished_params(older_than, states) | {"max_rows": _positive(max_rows, "max_rows")}
+    deleted = yield from _scalar(schema, "job_purge_finished", params)
+    return int(deleted)
 
 
-def count_finished(
-    conn: Any,
-    older_than: str | float | timedelta,
+def _count_finished(
+    older_than: float | timedelta,
     *,
-    states: Iterable[str] = FINISHED_STATES,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> int:
+    states: Iterable[JobState | str] = FINISHED_STATES,
+    schema: str = DEFAULT_SCHEMA,
+) -> Op[int]:
     """How many jobs :func:`purge_finished` would delete now."""
-    params = _purge_params(older_than, states)
-    return int(_run(conn, _scalar_op(schema, "job_count_finished", params)))
+    count = yield from _scalar(schema, "job_count_finished", _finished_params(older_than, states))
+    return int(count)
 
 
-def why(conn: Any, job_id: int | str, *, schema: str = _queries.DEFAULT_SCHEMA) -> str:
+def _why(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[str]:
     """In words, why a job is or is not running (one finding per line). For a job that
     no longer exists, what can have become of it; JobNotFoundError for an id that no
     job ever had."""
-    return _run(conn, _why_op(schema, check_job_id(job_id)))
-
-
-def _why_op(schema: str, job_id: int) -> Op[str]:
-    rows = yield _statement(schema, "job_id_issued", {"id": job_id})
+    job_id = checked_id(job_id)
+    rows = yield from _rows(schema, "job_id_issued", {"id": job_id})
     exists, issued = rows[0]
     if not exists and issued is not None and job_id <= issued:
         return _gone(job_id, issued)
-    text = yield from _scalar_op(schema, "job_why", {"id": job_id})
+    text = yield from _scalar(schema, "job_why", {"id": job_id})
     return str(text)
 
 
@@ -498,37 +472,33 @@ def _gone(job_id: int, issued: int) -> str:
     )
 
 
-def doctor(
-    conn: Any,
-    *,
-    long_transaction: str | float | timedelta = timedelta(minutes=5),
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> list[DoctorFinding]:
+def _doctor(
+    *, long_transaction: float | timedelta = timedelta(minutes=5), schema: str = DEFAULT_SCHEMA
+) -> Op[list[DoctorFinding]]:
     """What degrades the queue: transactions holding back vacuum (open longer than
-    *long_transaction*), dead rows, stuck and overdue jobs, unserved queues, autovacuum."""
-    params = {"long_transaction": parse_duration(long_transaction).total_seconds()}
-    rows = _run(conn, _rows_op(schema, "doctor_run", params))
+    *long_transaction*, a timedelta or seconds), dead rows, stuck and overdue jobs,
+    unserved queues, autovacuum."""
+    params = {"long_transaction": _seconds(long_transaction, "long_transaction")}
+    rows = yield from _rows(schema, "doctor_run", params)
     return [DoctorFinding(*row) for row in rows]
 
 
-def vacuum_blockers(
-    conn: Any, *, limit: int = 10, schema: str = _queries.DEFAULT_SCHEMA
-) -> list[VacuumBlocker]:
+def _vacuum_blockers(*, limit: int = 10, schema: str = DEFAULT_SCHEMA) -> Op[list[VacuumBlocker]]:
     """The transactions, replication slots and prepared transactions with the oldest
     snapshots, oldest first."""
-    rows = _run(conn, _rows_op(schema, "doctor_vacuum_blockers", {"limit": limit}))
+    params = {"limit": _positive(limit, "limit")}
+    rows = yield from _rows(schema, "doctor_vacuum_blockers", params)
     return [VacuumBlocker(*row) for row in rows]
 
 
-def grant_roles(
-    conn: Any,
+def _grant_roles(
     *,
     enqueuer: str | None = None,
     worker: str | None = None,
     reader: str | None = None,
     create_missing: bool = True,
-    schema: str = _queries.DEFAULT_SCHEMA,
-) -> list[str]:
+    schema: str = DEFAULT_SCHEMA,
+) -> Op[list[str]]:
     """Create (unless *create_missing* is false) and grant the three pgjobs roles;
     return the statements run. Names default to ``<schema>_enqueuer``, ``<schema>_worker``
     and ``<schema>_reader``. Needs CREATEROLE to create roles, and the right to grant
@@ -539,5 +509,24 @@ def grant_roles(
         "reader": reader or f"{schema}_reader",
         "create_missing": create_missing,
     }
-    rows = _run(conn, _rows_op(schema, "roles_grant", params))
+    rows = yield from _rows(schema, "roles_grant", params)
     return [str(row[0]) for row in rows]
+
+
+# --- the public functions: each operation's sync face, and its async twin ---------------------
+
+queue_summary, queue_summary_async = _faces(_queue_summary)
+live_workers, live_workers_async = _faces(_live_workers)
+list_jobs, list_jobs_async = _faces(_list_jobs)
+get_job, get_job_async = _faces(_get_job)
+retry_job, retry_job_async = _faces(_retry_job)
+retry_failed, retry_failed_async = _faces(_retry_failed)
+cancel_job, cancel_job_async = _faces(_cancel_job)
+pause_queue, pause_queue_async = _faces(_pause_queue, missing=QueueNotFoundError)
+resume_queue, resume_queue_async = _faces(_resume_queue, missing=QueueNotFoundError)
+purge_finished, purge_finished_async = _faces(_purge_finished)
+count_finished, count_finished_async = _faces(_count_finished)
+why, why_async = _faces(_why)
+doctor, doctor_async = _faces(_doctor)
+vacuum_blockers, vacuum_blockers_async = _faces(_vacuum_blockers)
+grant_roles, grant_roles_async = _faces(_grant_roles)

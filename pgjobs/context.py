@@ -19,16 +19,14 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .errors import JobCancelled
+
 if TYPE_CHECKING:
     import psycopg
 
     from ._worker.transactions import JobTransactions
 
-__all__ = ["Context", "JobCancelled"]
-
-
-class JobCancelled(Exception):
-    """Raised by :meth:`Context.raise_if_cancelled` in a sync handler."""
+__all__ = ["Context"]
 
 
 class Context:

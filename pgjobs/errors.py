@@ -6,14 +6,24 @@ built-in it refines (``ValueError``, ``LookupError``) so generic code keeps work
 
     PgjobsError
     ├── ConfigurationError (ValueError)      bad Config, DSN, import path or weight
+    ├── InvalidArgumentError (ValueError)    a bad job id, state, limit or duration
     ├── InvalidTaskError (ValueError)        a Task that cannot be enqueued
     │   ├── PayloadError                     payload is not JSON-serialisable
     │   └── PayloadTooLargeError             payload over the size limit
     ├── DuplicateHandlerError (ValueError)   a second handler for the same kind
     ├── HandlerNotFoundError (LookupError)   no handler for a kind
+    ├── JobNotFoundError (LookupError)       an operation names a job that does not exist
+    ├── QueueNotFoundError (LookupError)     no job, worker or setting names this queue
+    ├── JobStateError                        the job's state does not allow the operation
     ├── SchemaError                          the pgjobs schema is missing or out of date
     ├── MigrationError                       migrations could not be found or run
-    └── JobLostError                         the job is no longer this attempt's
+    ├── JobLostError                         the job is no longer this attempt's
+    └── JobCancelled                         ctx.raise_if_cancelled(): the job is cancelled
+
+"No such job" is one rule: a read of one job (``Client.get``, ``admin.get_job``,
+``testing.get_job``) returns None, since a completed job is deleted unless retained; an
+operation that acts on a job (``admin.retry_job``, ``cancel_job``, ``why``,
+``testing.run_job``) raises :class:`JobNotFoundError`.
 
 Handler control flow (raised *by* handlers, not errors of pgjobs)::
 
@@ -35,13 +45,18 @@ __all__ = [
     "ConfigurationError",
     "DuplicateHandlerError",
     "HandlerNotFoundError",
+    "InvalidArgumentError",
     "InvalidTaskError",
+    "JobCancelled",
     "JobControl",
     "JobLostError",
+    "JobNotFoundError",
+    "JobStateError",
     "MigrationError",
     "PayloadError",
     "PayloadTooLargeError",
     "PgjobsError",
+    "QueueNotFoundError",
     "SchemaError",
     "SkipRetry",
     "Snooze",
@@ -54,6 +69,11 @@ class PgjobsError(Exception):
 
 class ConfigurationError(PgjobsError, ValueError):
     """A configuration value is invalid: caught before anything runs."""
+
+
+class InvalidArgumentError(PgjobsError, ValueError):
+    """An argument of an operation is malformed: a job id, a state name, a limit, a
+    duration. Raised before anything is sent."""
 
 
 class InvalidTaskError(PgjobsError, ValueError):
@@ -79,6 +99,22 @@ class DuplicateHandlerError(PgjobsError, ValueError):
 
 class HandlerNotFoundError(PgjobsError, LookupError):
     """No handler is registered for this kind."""
+
+
+class JobNotFoundError(PgjobsError, LookupError):
+    """An operation on one job names a job that does not exist: never enqueued, not
+    visible to this connection (enqueued in a transaction not yet committed), or
+    finished and deleted. Reads of one job return None instead."""
+
+
+class QueueNotFoundError(PgjobsError, LookupError):
+    """No job, worker or queue setting names this queue (``pause_queue(force=True)``
+    pauses it anyway)."""
+
+
+class JobStateError(PgjobsError):
+    """The job's state does not allow the operation: cancelling a completed job,
+    retrying a running one, running one in a test that is not available or scheduled."""
 
 
 class SchemaError(PgjobsError):
@@ -124,3 +160,13 @@ class JobLostError(PgjobsError):
     """The job is no longer this attempt's to finish: an operator cancelled it, or its
     lease expired and it was rescued. Raised by ``ctx.transaction()`` when it rolls back
     the handler's work for that reason."""
+
+
+class JobCancelled(PgjobsError):
+    """Raised by :meth:`pgjobs.Context.raise_if_cancelled` in a sync handler once its job
+    is cancelled; the message is the cause (``timeout``, ``shutdown`` or ``cancelled``).
+
+    Let it propagate: the worker records the attempt as any other error the handler
+    raises, and for a cancelled job that outcome changes nothing (an operator's cancel
+    has already ended the job; a timeout is recorded as timed out).
+    """

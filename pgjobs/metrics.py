@@ -29,6 +29,7 @@ from . import admin
 from ._dsn import resolve_dsn
 from ._queries import DEFAULT_SCHEMA
 from ._worker.observer import Observer
+from .job import JobState
 
 if TYPE_CHECKING:
     from ._worker.outcome import Outcome
@@ -86,8 +87,8 @@ class QueueCollector(Collector):
             "pgjobs_queue_paused", "1 while the queue is paused", labels=["queue"]
         )
         for q in summaries:
-            for state in admin.STATES:
-                jobs.add_metric([q.queue, state], getattr(q, state))
+            for state in JobState:
+                jobs.add_metric([q.queue, state.value], getattr(q, state.value))
             age = q.oldest_ready_age.total_seconds() if q.oldest_ready_age else 0.0
             oldest.add_metric([q.queue], age)
             paused.add_metric([q.queue], 1.0 if q.paused else 0.0)

@@ -78,8 +78,8 @@ from .enqueue import (
     enqueue_unique,
     psycopg_connection,
 )
-from .errors import HandlerNotFoundError, JobControl
-from .job import Job, get_op
+from .errors import HandlerNotFoundError, InvalidArgumentError, JobControl, JobStateError
+from .job import Job, checked_id, get_many_op, get_op, not_found
 from .registry import Registration
 from .server import Server
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task, _from_row, encode_payload
@@ -170,7 +170,9 @@ class _Filter:
 
 def _list_op(where: _Filter, schema: str) -> Op[list[tuple[Job, bool]]]:
     rows = yield Statement(_queries.queries(schema)["job_list_matching"], where.params())
-    return [(Job(*row[:-1]), bool(row[-1])) for row in rows]
+    matching = {job_id: bool(matches) for job_id, matches in rows}
+    jobs = yield from get_many_op(matching, schema)
+    return [(job, matching[job.id]) for job in jobs]
 
 
 def _line(job: Job) -> str:
@@ -540,18 +542,16 @@ class _Session:
     def claim_id_op(self, job_id: int) -> Op[_Claimed]:
         """Claim job *job_id*, available or scheduled, with job_claim: alone in a queue of
         its own for the claim's duration (see job_isolate)."""
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise TypeError(f"job_id must be an int, not {type(job_id).__name__}")
+        checked_id(job_id)
         private = f"pgjobs.testing/{job_id}"
         rows = yield Statement(self.queries["job_isolate"], {"id": job_id, "queue": private})
         if not rows:
-            raise LookupError(
-                f"no job {job_id} in {self.schema}.jobs on this connection (never enqueued, "
-                "enqueued on another connection and not committed, or completed and deleted)"
-            )
+            raise not_found(job_id, f" in {self.schema}.jobs on this connection")
         queue, state, moved = rows[0]
         if not moved:
-            raise ValueError(f"job {job_id} is {state}: run_job runs available or scheduled jobs")
+            raise JobStateError(
+                f"job {job_id} is {state}: run_job runs available or scheduled jobs"
+            )
         row = yield from self._claim_op(private)
         yield Statement(self.queries["job_set_queue"], {"id": job_id, "queue": queue})
         if row is None:  # pragma: no cover - the job was locked and moved above
@@ -739,13 +739,17 @@ def _queue_list(queue: str | Iterable[str] | None) -> list[str] | None:
         return None
     queues = [queue] if isinstance(queue, str) else list(queue)
     if not queues or not all(isinstance(q, str) for q in queues):
-        raise ValueError("queue must be a queue name, names of queues, or None for every queue")
+        raise InvalidArgumentError(
+            "queue must be a queue name, names of queues, or None for every queue"
+        )
     return queues
 
 
 def _check_max_jobs(max_jobs: int) -> None:
     if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
-        raise ValueError(f"max_jobs must be a whole number of at least 1, not {max_jobs!r}")
+        raise InvalidArgumentError(
+            f"max_jobs must be a whole number of at least 1, not {max_jobs!r}"
+        )
 
 
 def run_job(server: Server, conn: Any, job_id: int, *, raise_errors: bool = False) -> JobRun:
@@ -753,8 +757,8 @@ def run_job(server: Server, conn: Any, job_id: int, *, raise_errors: bool = Fals
 
     The job must be ``available`` or ``scheduled`` (it runs now whatever its ``run_at``,
     so a test can step through retries one call at a time); jobs ahead of it, and a
-    pause of its queue, are ignored. LookupError if *conn* sees no such job, ValueError
-    if it is running or finished.
+    pause of its queue, are ignored. :class:`pgjobs.JobNotFoundError` if *conn* sees no
+    such job, :class:`pgjobs.JobStateError` if it is running or finished.
 
     :param server: the :class:`pgjobs.Server` whose handlers, middleware, error hooks,
         backoff and retention (``config``) apply.

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import psycopg.types.json
 import pytest
 
 import pgjobs
@@ -316,6 +317,20 @@ def test_jobs_show(run, db) -> None:
         "available",
         1800.0,
     )
+    assert "result:" not in run("jobs", "show", str(job_id))[1]
+
+
+def test_jobs_show_a_retained_result(run, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("send"))
+    db.execute(
+        "update pgjobs.jobs set state = 'completed', finished_at = now(), result = %s "
+        "where id = %s",
+        (psycopg.types.json.Jsonb({"sent": 2}), job_id),
+    )
+    code, out, _ = run("jobs", "show", str(job_id))
+    assert code == 0
+    assert 'result:\n  {\n    "sent": 2\n  }' in out
+    assert json.loads(run("jobs", "show", str(job_id), "--json")[1])["result"] == {"sent": 2}
 
 
 @pytest.mark.parametrize("bad", ["abc", "0", "-3", "1.5", "99999999999999999999"])

@@ -47,6 +47,11 @@ EXPECTED_PUBLIC = {
     "Cancel",
     "JobLostError",
     "JobCancelled",
+    # operations on jobs and queues (issue 19: one tree of errors)
+    "InvalidArgumentError",
+    "JobNotFoundError",
+    "QueueNotFoundError",
+    "JobStateError",
     # the worker side
     "Backoff",
     "default_backoff",
@@ -60,6 +65,7 @@ EXPECTED_PUBLIC = {
     "Middleware",
     "ErrorHook",
     "Job",
+    "JobState",
     "configure_logging",
     "__version__",
 }
@@ -80,6 +86,11 @@ ERROR_TREE: dict[str, tuple[str, type[Exception] | None]] = {
     "Snooze": ("JobControl", None),
     "Cancel": ("JobControl", None),
     "JobLostError": ("PgjobsError", None),
+    "InvalidArgumentError": ("PgjobsError", ValueError),
+    "JobNotFoundError": ("PgjobsError", LookupError),
+    "QueueNotFoundError": ("PgjobsError", LookupError),
+    "JobStateError": ("PgjobsError", None),
+    "JobCancelled": ("PgjobsError", None),
 }
 
 

@@ -7,6 +7,8 @@ the contracts the worker relies on.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import uuid
 from typing import Any
@@ -16,7 +18,7 @@ import psycopg.errors
 import pytest
 
 import pgjobs
-from pgjobs import _queries
+from pgjobs import _queries, admin, testing
 
 Q = _queries.queries()
 
@@ -421,3 +423,64 @@ def test_purge_refuses_bad_arguments(db, call: str, message: str) -> None:
     finished_ago(db, "completed", "2 days")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         sql(db, f"select {call}")
+
+
+# --- rows read into dataclasses, and the async face --------------------------------------------
+
+#: Parameters that make each statement of admin.ROW_TYPES run (and return no row or some).
+ROW_TYPE_PARAMS: dict[str, dict[str, Any]] = {
+    "queue_summary": {},
+    "worker_list_live": {},
+    "job_list": dict.fromkeys(("state", "queue", "kind", "error", "since", "before"))
+    | {"limit": 1},
+    "job_get": {"ids": []},
+    "doctor_run": {"long_transaction": 300},
+    "doctor_vacuum_blockers": {"limit": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(admin.ROW_TYPES))
+def test_each_statement_names_its_columns_as_its_dataclass_fields(db, name: str) -> None:
+    """Rows become dataclasses by position on the shared runners; this holds each position
+    to its name, so that a column added or moved in the SQL cannot shift the fields."""
+    with db.cursor() as cur:
+        cur.execute(Q[name], ROW_TYPE_PARAMS[name])
+        columns = [column.name for column in cur.description or ()]
+    assert columns == [field.name for field in dataclasses.fields(admin.ROW_TYPES[name])]
+
+
+def test_get_returns_one_job_type_everywhere(db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("k", {"n": 1}, delay=60))
+    job = admin.get_job(db, job_id)
+    assert job == testing.get_job(db, job_id)
+    assert isinstance(job, pgjobs.Job)
+    assert job.state is pgjobs.JobState.SCHEDULED
+    assert (job.payload, job.errors, job.worker_host, job.finished) == ({"n": 1}, [], None, False)
+    assert admin.get_job(db, job_id + 1) is None
+
+
+async def test_every_operation_has_an_async_face(db, aconn) -> None:
+    await aconn.set_autocommit(True)  # each operation its own transaction, as on the CLI
+    job_id = pgjobs.enqueue(db, pgjobs.Task("k", queue="q"))
+    assert await admin.cancel_job_async(aconn, job_id, reason="no") is True
+    job = await admin.get_job_async(aconn, job_id)
+    assert job is not None
+    assert (job.state, job.last_error) == ("cancelled", "no")
+    assert await admin.retry_job_async(aconn, job_id) is True
+    assert [j.id for j in await admin.list_jobs_async(aconn, state="available")] == [job_id]
+    assert await admin.pause_queue_async(aconn, "q") is True
+    assert "paused" in await admin.why_async(aconn, job_id)
+    with pytest.raises(pgjobs.JobNotFoundError):
+        await admin.retry_job_async(aconn, job_id + 1)
+    with pytest.raises(pgjobs.QueueNotFoundError):
+        await admin.pause_queue_async(aconn, "nowhere")
+    for name in admin.__all__:
+        if name.endswith("_async"):
+            assert inspect.iscoroutinefunction(getattr(admin, name)), name
+            assert callable(getattr(admin, name.removesuffix("_async"))), name
+
+
+def test_job_state_is_the_schemas_enum_in_order(db) -> None:
+    [labels] = db.execute("select enum_range(null::pgjobs.job_state)::text[]").fetchone()
+    assert labels == [state.value for state in pgjobs.JobState]
+    assert [s for s in pgjobs.JobState if s.finished] == ["completed", "failed", "cancelled"]

@@ -13,6 +13,8 @@ import pytest
 
 from pgjobs import admin, migrate
 from pgjobs.cli import main
+from pgjobs.cli._parse import parse_duration
+from pgjobs.job import parse_id
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "sql-reference.md"
 
@@ -99,19 +101,27 @@ def test_another_schema_name_is_used_everywhere(empty_dsn, capsys) -> None:
     ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert admin.parse_duration(text).total_seconds() == seconds
+    assert parse_duration(text).total_seconds() == seconds
 
 
 @pytest.mark.parametrize("text", ["", "h", "7x", "-1d", "1d-2h", "5 parsecs", "nan", "1e400"])
 def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(admin.InvalidArgumentError):
-        admin.parse_duration(text)
+    with pytest.raises(pgjobs.InvalidArgumentError):
+        parse_duration(text)
 
 
-def test_check_job_id() -> None:
-    assert admin.check_job_id("42") == 42
-    assert admin.check_job_id(" #42 ") == 42
-    assert admin.check_job_id(2**63 - 1) == 2**63 - 1
-    for bad in ("", "x", "0", "-1", "4.2", 0, 2**63, True):
-        with pytest.raises(admin.InvalidArgumentError):
-            admin.check_job_id(bad)  # type: ignore[arg-type]
+def test_parse_id() -> None:
+    assert parse_id("42") == 42
+    assert parse_id(" #42 ") == 42
+    assert parse_id(str(2**63 - 1)) == 2**63 - 1
+    for bad in ("", "x", "0", "-1", "4.2", str(2**63), "٤٢"):
+        with pytest.raises(pgjobs.InvalidArgumentError):
+            parse_id(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**63, True, "42", 4.2])
+def test_operations_refuse_what_cannot_be_a_job_id(db, bad: object) -> None:
+    with pytest.raises(pgjobs.InvalidArgumentError, match="a job id is a positive integer"):
+        admin.retry_job(db, bad)  # type: ignore[arg-type]
+    with pytest.raises(pgjobs.InvalidArgumentError, match="a job id is a positive integer"):
+        admin.get_job(db, bad)  # type: ignore[arg-type]

@@ -248,7 +248,7 @@ def test_drain_one_queue_or_several(tx) -> None:
     ids = {q: pgjobs.enqueue(tx, pgjobs.Task("k", queue=q)) for q in ("a", "b", "c")}
     assert [r.job_id for r in testing.drain(server, tx, "b")] == [ids["b"]]
     assert [r.job_id for r in testing.drain(server, tx, ["c", "a"])] == [ids["a"], ids["c"]]
-    with pytest.raises(ValueError, match="queue must be"):
+    with pytest.raises(pgjobs.InvalidArgumentError, match="queue must be"):
         testing.drain(server, tx, [])
 
 
@@ -286,7 +286,7 @@ def test_max_jobs_stops_a_handler_that_keeps_enqueueing_itself(tx) -> None:
     pgjobs.enqueue(tx, pgjobs.Task("again"))
     assert len(testing.drain(server, tx, max_jobs=5)) == 5
     testing.assert_enqueued(tx, "again", state="available")
-    with pytest.raises(ValueError, match="max_jobs"):
+    with pytest.raises(pgjobs.InvalidArgumentError, match="max_jobs"):
         testing.drain(server, tx, max_jobs=0)
 
 
@@ -600,10 +600,12 @@ def test_run_job_runs_a_scheduled_job_now_and_steps_through_retries(tx) -> None:
     assert (second.attempt, second.state, second.result) == (2, "completed", 2)
     assert second.job is not None
     assert second.job.queue == "mail"
-    with pytest.raises(ValueError, match=f"job {job_id} is completed"):
+    with pytest.raises(pgjobs.JobStateError, match=f"job {job_id} is completed"):
         testing.run_job(server, tx, job_id)
-    with pytest.raises(LookupError, match="no job 999999"):
+    with pytest.raises(pgjobs.JobNotFoundError, match=r"job 999999 does not exist in pgjobs\.jobs"):
         testing.run_job(server, tx, 999999)
+    with pytest.raises(pgjobs.InvalidArgumentError, match="a job id is a positive integer"):
+        testing.run_job(server, tx, "1")  # type: ignore[arg-type]
 
 
 def test_drain_works_on_an_autocommit_connection_too(db) -> None:

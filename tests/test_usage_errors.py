@@ -77,6 +77,8 @@ ASYNC_CALLS: dict[str, Callable[[Any], Awaitable[Any]]] = {
         conn, Task("k", unique_key="u")
     ),
     "AsyncClient.enqueue": lambda conn: pgjobs.AsyncClient("unused").enqueue(Task("k"), conn=conn),
+    "admin.queue_summary_async": admin.queue_summary_async,
+    "admin.why_async": lambda conn: admin.why_async(conn, 1),
     "testing.enqueued_async": lambda conn: testing.enqueued_async(conn, "k"),
     "testing.drain_async": lambda conn: testing.drain_async(pgjobs.Server(), conn),
 }
@@ -118,8 +120,8 @@ SYNC_TWINS = {
     "enqueue_many": "pgjobs.enqueue_many_async()",
     "enqueue_unique": "pgjobs.enqueue_unique_async()",
     "Client.enqueue": "pgjobs.AsyncClient.enqueue()",
-    "admin.queue_summary": "has no async version",
-    "admin.why": "has no async version",
+    "admin.queue_summary": "pgjobs.admin.queue_summary_async()",
+    "admin.why": "pgjobs.admin.why_async()",
     "testing.enqueued": "pgjobs.testing.enqueued_async()",
     "testing.drain": "pgjobs.testing.drain_async()",
 }
@@ -129,6 +131,8 @@ ASYNC_TWINS = {
     "enqueue_many_async": "pgjobs.enqueue_many()",
     "enqueue_unique_async": "pgjobs.enqueue_unique()",
     "AsyncClient.enqueue": "pgjobs.Client.enqueue()",
+    "admin.queue_summary_async": "pgjobs.admin.queue_summary()",
+    "admin.why_async": "pgjobs.admin.why()",
     "testing.enqueued_async": "pgjobs.testing.enqueued()",
     "testing.drain_async": "pgjobs.testing.drain()",
 }

@@ -31,10 +31,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..config import Config
 from ..errors import ConfigurationError
+from ..job import FINISHED_STATES
 from .services import BATCH, Service, check_seconds
 
 __all__ = ["PruneResult", "Pruner", "PrunerConfig"]
@@ -42,7 +43,6 @@ __all__ = ["PruneResult", "Pruner", "PrunerConfig"]
 log = logging.getLogger("pgjobs.worker")
 
 FinishedState = Literal["completed", "failed", "cancelled"]
-FINISHED_STATES: tuple[FinishedState, ...] = ("completed", "failed", "cancelled")
 #: Most batches of one kind per pass: a pass holds one of the worker's pooled
 #: connections, so a large backlog is worked off over several passes.
 MAX_BATCHES = 100
@@ -56,7 +56,9 @@ STATS_KEPT = 24 * 3600.0
 
 
 def _retention_of(config: Config) -> dict[str, float | None]:
-    return {state: config.retention(state) for state in FINISHED_STATES}
+    return {
+        state.value: config.retention(cast(FinishedState, state.value)) for state in FINISHED_STATES
+    }
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,12 @@ class Pruner(Service[PruneResult]):
             conn, "waiter_prune_stale", {"stale_after": STALE_WAITER, "now": now}
         )
         for state in FINISHED_STATES:
-            keep = self.config.retention.get(state)
+            keep = self.config.retention.get(state.value)
             if keep is not None:
-                deleted[f"{state} jobs"] = await self._batches(
-                    conn, "job_prune_finished", {"state": state, "retention": keep, "now": now}
+                deleted[f"{state.value} jobs"] = await self._batches(
+                    conn,
+                    "job_prune_finished",
+                    {"state": state.value, "retention": keep, "now": now},
                 )
         deleted["expired unique keys"] = await self._batches(
             conn, "unique_key_prune_expired", {"now": now}

@@ -15,11 +15,13 @@ import shutil
 import sys
 import textwrap
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
+from uuid import UUID
 
 import psycopg
 import psycopg.errors
@@ -29,8 +31,10 @@ from psycopg.types.json import JsonbLoader
 from .. import admin
 from .._ops import MISSING_OBJECT, schema_error
 from .._pooler import pooled
+from ..errors import InvalidArgumentError
 from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
+from ._parse import parse_duration
 
 __all__ = [
     "add_json_option",
@@ -40,6 +44,7 @@ __all__ = [
     "connect",
     "count",
     "duration",
+    "job_state",
     "json_text",
     "new_parser",
     "print_json",
@@ -115,8 +120,8 @@ def age_limit(text: str) -> timedelta:
     """A duration that the database subtracts from now(), such as ``--older-than 7d``:
     up to MAX_SECONDS (100 years), within any timestamp's range (``type=``)."""
     try:
-        value = admin.parse_duration(text)
-    except admin.InvalidArgumentError as exc:
+        value = parse_duration(text)
+    except InvalidArgumentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value.total_seconds() > MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"must be at most 100 years (36525d), not {text}")
@@ -179,7 +184,7 @@ def json_text(value: Any, *, indent: int | None = 2) -> str:
     """*value* as JSON safe to print: json escapes C0 controls in strings itself (the
     line breaks left are the layout's); the rest of what :func:`clean` escapes can only
     stand inside a string, where ``\\uXXXX`` is valid."""
-    text = json.dumps(admin.jsonable(value), indent=indent, ensure_ascii=False)
+    text = json.dumps(jsonable(value), indent=indent, ensure_ascii=False)
     if text.isascii():
         return text
     return "".join(
@@ -197,6 +202,31 @@ class _TolerantJsonbLoader(JsonbLoader):
             return super().load(data)
         except (ValueError, RecursionError) as exc:
             return f"<{len(data)} bytes of JSON that Python cannot decode: {type(exc).__name__}>"
+
+
+def jsonable(value: Any) -> Any:
+    """*value* (a row dataclass, or lists and dicts of them) as plain JSON-ready data:
+    datetimes as ISO 8601 text, durations as seconds, UUIDs as text."""
+    if hasattr(value, "__dataclass_fields__"):
+        value = {field.name: getattr(value, field.name) for field in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def job_state(conn: psycopg.Connection[Any], job_id: int, schema: str) -> str:
+    """Job *job_id*'s state now, for the message of an operation that did nothing
+    (``deleted`` if it has gone since)."""
+    job = admin.get_job(conn, job_id, schema=schema)
+    return "deleted" if job is None else str(job.state)
 
 
 def print_json(value: Any) -> None:

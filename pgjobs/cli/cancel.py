@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import clean, connect, new_parser
+from ..errors import JobStateError
+from ..job import not_found, parse_id
+from ._output import clean, connect, job_state, new_parser
 
 EXAMPLES = """
 pgjobs cancel 42
@@ -31,12 +33,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    job_id = admin.check_job_id(args.id)
+    job_id = parse_id(args.id)
     with connect(args) as conn:
         before = admin.get_job(conn, job_id, schema=args.schema)
+        if before is None:
+            raise not_found(job_id)
         if not admin.cancel_job(conn, job_id, reason=args.reason, schema=args.schema):
-            state = admin.get_job(conn, job_id, schema=args.schema).state
-            raise admin.JobStateError(
+            state = job_state(conn, job_id, args.schema)
+            raise JobStateError(
                 f"job {job_id} is already {state}: only scheduled, available or running jobs "
                 "can be cancelled"
             )

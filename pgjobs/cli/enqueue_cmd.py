@@ -7,10 +7,11 @@ import json
 import sys
 from datetime import datetime
 
-from .. import admin
 from ..enqueue import enqueue
+from ..errors import InvalidArgumentError
 from ..task import DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_TIMEOUT, Task
 from ._output import connect, new_parser
+from ._parse import parse_duration
 
 EXAMPLES = """
 pgjobs enqueue send_email '{"to": "ada@example.com"}'
@@ -64,11 +65,11 @@ def _payload(text: str) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise admin.InvalidArgumentError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+        raise InvalidArgumentError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
     except RecursionError:
-        raise admin.InvalidArgumentError("PAYLOAD_JSON is nested too deeply") from None
+        raise InvalidArgumentError("PAYLOAD_JSON is nested too deeply") from None
     except ValueError as exc:  # an integer too long for Python to read
-        raise admin.InvalidArgumentError(f"PAYLOAD_JSON cannot be read: {exc}") from None
+        raise InvalidArgumentError(f"PAYLOAD_JSON cannot be read: {exc}") from None
 
 
 def _run_at(text: str | None) -> datetime | None:
@@ -77,7 +78,7 @@ def _run_at(text: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise admin.InvalidArgumentError(
+        raise InvalidArgumentError(
             f"--run-at {text!r} is not an ISO 8601 time, such as 2026-12-01T06:00:00+00:00"
         ) from None
 
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         queue=args.queue,
         priority=args.priority,
         max_retry=args.max_retry,
-        timeout=admin.parse_duration(args.timeout),
-        delay=admin.parse_duration(args.delay) if args.delay else None,
+        timeout=parse_duration(args.timeout),
+        delay=parse_duration(args.delay) if args.delay else None,
         run_at=_run_at(args.run_at),
     )
     with connect(args) as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
+from ..job import Job, JobState, not_found, parse_id
 from ._output import (
     Figure,
     add_json_option,
@@ -19,9 +20,6 @@ from ._output import (
     table,
     timestamp,
 )
-
-#: States a job never leaves for a run (retry_job aside, which sets a new run_at).
-FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 EXAMPLES = """
 pgjobs jobs list                                 # the 50 newest jobs
@@ -52,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         pgjobs jobs list --queue email --kind send_receipt --limit 200
         """,
     )
-    listing.add_argument("--state", choices=admin.STATES, help="only jobs in this state")
+    listing.add_argument(
+        "--state", choices=[str(state) for state in JobState], help="only jobs in this state"
+    )
     listing.add_argument("--queue", help="only jobs of this queue")
     listing.add_argument("--kind", help="only jobs of this kind")
     listing.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         actions,
         "show",
         help="everything about one job",
-        description="Show one job: its state, times, attempts, worker, payload and errors.",
+        description="Show one job: its state, times, attempts, worker, payload, result and errors.",
         examples="""
         pgjobs jobs show 42
         pgjobs jobs show 42 --json | jq .payload
@@ -81,9 +81,9 @@ def _first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _run_at(job: admin.JobSummary | admin.JobDetail) -> str:
+def _run_at(job: admin.JobSummary | Job) -> str:
     """When the job runs (next); ``-`` once it finished, since it never will again."""
-    return "-" if job.state in FINISHED else age(job.run_at)
+    return "-" if job.state.finished else age(job.run_at)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -123,7 +123,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        job = admin.get_job(conn, args.id, schema=args.schema)
+        job_id = parse_id(args.id)
+        job = admin.get_job(conn, job_id, schema=args.schema)
+    if job is None:
+        raise not_found(job_id)
     if args.json:
         print_json(job)
         return 0
@@ -140,7 +143,7 @@ def run_show(args: argparse.Namespace) -> int:
         ("attempt", f"{job.attempt} of {job.max_retry + 1} allowed (max_retry {job.max_retry})"),
         ("timeout", duration(job.timeout)),
         ("created", f"{timestamp(job.created_at)} ({age(job.created_at)})"),
-        ("run at", timestamp(job.run_at) + ("" if job.state in FINISHED else f" ({_run_at(job)})")),
+        ("run at", timestamp(job.run_at) + ("" if job.state.finished else f" ({_run_at(job)})")),
         ("started", timestamp(job.started_at)),
         ("finished", timestamp(job.finished_at)),
         ("lease until", timestamp(job.lease_expires_at)),
@@ -152,8 +155,10 @@ def run_show(args: argparse.Namespace) -> int:
         # Only an error keeps its line breaks (a traceback); a queue or kind is one line.
         text = clean(value, lines=name == "last error").replace("\n", "\n" + " " * (width + 2))
         print(f"{name.ljust(width)}  {text}")
-    print("payload:")
-    print("  " + json_text(job.payload).replace("\n", "\n  "))
+    for name, value in (("payload", job.payload), ("result", job.result)):
+        if name == "payload" or value is not None:
+            print(f"{name}:")
+            print("  " + json_text(value).replace("\n", "\n  "))
     if job.errors:
         print("errors:")
         for entry in job.errors if isinstance(job.errors, list) else [job.errors]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
+from ..errors import QueueNotFoundError
 from ._output import connect, new_parser
 
 EXAMPLES = """
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     with connect(args) as conn:
         try:
             changed = admin.pause_queue(conn, args.queue, force=args.force, schema=args.schema)
-        except admin.QueueNotFoundError as exc:
-            raise admin.QueueNotFoundError(
+        except QueueNotFoundError as exc:
+            raise QueueNotFoundError(
                 f"{exc}; check the name, or use --force to pause it before first use"
             ) from exc
     print(f"queue {args.queue!r} {'paused' if changed else 'was already paused'}")

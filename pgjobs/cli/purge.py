@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
+from ..job import FINISHED_STATES
 from ._output import age_limit, connect, count, duration, new_parser
 
 EXAMPLES = """
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--state",
         action="append",
-        choices=admin.FINISHED_STATES,
+        choices=[str(state) for state in FINISHED_STATES],
         help="only this finished state (repeatable; default all three)",
     )
     parser.add_argument(
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     older_than = args.older_than
-    states = args.state or list(admin.FINISHED_STATES)
+    states = args.state or [str(state) for state in FINISHED_STATES]
     what = f"{'/'.join(states)} jobs that finished more than {duration(older_than)} ago"
     with connect(args) as conn:
         if args.dry_run:

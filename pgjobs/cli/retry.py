@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import connect, new_parser
+from ..errors import InvalidArgumentError, JobStateError
+from ..job import parse_id
+from ._output import connect, job_state, new_parser
 
 EXAMPLES = """
 pgjobs retry 42                                  # run failed (or cancelled) job 42 again, now
@@ -35,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     if args.all_failed == (args.id is not None):
-        raise admin.InvalidArgumentError("give a job ID or --all-failed, not both or neither")
+        raise InvalidArgumentError("give a job ID or --all-failed, not both or neither")
     if args.id is not None and (args.kind or args.queue):
-        raise admin.InvalidArgumentError("--kind and --queue go with --all-failed, not with an ID")
+        raise InvalidArgumentError("--kind and --queue go with --all-failed, not with an ID")
     with connect(args) as conn:
         if args.all_failed:
             count = admin.retry_failed(conn, kind=args.kind, queue=args.queue, schema=args.schema)
@@ -48,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"{count} failed job{'s' if count != 1 else ''}{scope} will run again now")
             return 0
-        job_id = admin.check_job_id(args.id)
+        job_id = parse_id(args.id)
         if not admin.retry_job(conn, job_id, schema=args.schema):
-            state = admin.get_job(conn, job_id, schema=args.schema).state
-            raise admin.JobStateError(
+            state = job_state(conn, job_id, args.schema)
+            raise JobStateError(
                 f"job {job_id} is {state}: only failed, cancelled or scheduled jobs can be retried"
             )
     print(f"job {job_id} will run again now")

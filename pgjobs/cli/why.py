@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
+from ..job import parse_id
 from ._output import clean, connect, new_parser
 
 EXAMPLES = """
@@ -32,5 +33,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        print(clean(admin.why(conn, args.id, schema=args.schema), lines=True))
+        print(clean(admin.why(conn, parse_id(args.id), schema=args.schema), lines=True))
     return 0

@@ -26,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import admin
 from .._dsn import redact, resolve_dsn
 from .._queries import DEFAULT_SCHEMA
+from ..errors import InvalidArgumentError, JobNotFoundError, QueueNotFoundError
+from ..job import JobState, parse_id
 from ._data import COUNT_CAP, MAX_BULK, JobFilter, Store, Throughput
 from ._guard import CSRF_COOKIE, SESSION_COOKIE, Guard
 
@@ -235,9 +236,9 @@ class _Pages:
         """Run a Store call in a thread, turning the caller's mistakes into 4xx pages."""
         try:
             return await run_in_threadpool(function, *args)
-        except (admin.JobNotFoundError, admin.QueueNotFoundError) as exc:
+        except (JobNotFoundError, QueueNotFoundError) as exc:
             raise HTTPException(404, str(exc)) from exc
-        except admin.InvalidArgumentError as exc:
+        except InvalidArgumentError as exc:
             raise HTTPException(400, str(exc)) from exc
 
     # --- pages ----------------------------------------------------------------------------
@@ -267,7 +268,7 @@ class _Pages:
             page="jobs",
             jobs=jobs,
             filter=flt,
-            states=admin.STATES,
+            states=list(JobState),
             next_query=urlencode(flt.query(before=next_before)) if next_before else None,
             first_query=urlencode(flt.query(before=None)) if flt.before else None,
             filter_fields=flt.query(before=None, limit=None),
@@ -278,7 +279,7 @@ class _Pages:
         if not self.guard.signed_in(request):
             return self._login_form(request)
         job_id = _job_id(request)
-        job, result, why = await self._call(self.store.job, job_id)
+        job, why = await self._call(self.store.job, job_id)
         return self.render(
             request,
             "job.html",
@@ -286,7 +287,7 @@ class _Pages:
             job=job,
             why=why,
             payload=_pretty(job.payload),
-            result=None if result is None else _pretty(result),
+            result=None if job.result is None else _pretty(job.result),
         )
 
     async def workers(self, request: Request) -> Response:
@@ -438,14 +439,14 @@ def _parse_filter(query: dict[str, str]) -> JobFilter:
         query.pop(ignored, None)
     try:
         return JobFilter.parse(query)
-    except admin.InvalidArgumentError as exc:
+    except InvalidArgumentError as exc:
         raise HTTPException(400, str(exc)) from exc
 
 
 def _job_id(request: Request) -> int:
     try:
-        return admin.check_job_id(request.path_params["job_id"])
-    except admin.InvalidArgumentError as exc:
+        return parse_id(request.path_params["job_id"])
+    except InvalidArgumentError as exc:
         raise HTTPException(400, str(exc)) from exc
 
 

@@ -23,6 +23,8 @@ import psycopg_pool
 from .. import _queries, admin
 from .._ops import Op, Rows, Statement, run
 from .._worker.leader import LEADER_NAME
+from ..errors import InvalidArgumentError
+from ..job import Job, JobState, not_found, parse_id
 
 log = logging.getLogger("pgjobs.dashboard")
 
@@ -69,23 +71,23 @@ class JobFilter:
         """The filter in *query*; InvalidArgumentError (a 400 page) for a bad value."""
         unknown = sorted(set(query) - {*cls.__slots__, "csrf"})
         if unknown:
-            raise admin.InvalidArgumentError(f"unknown filter {', '.join(map(repr, unknown))}")
+            raise InvalidArgumentError(f"unknown filter {', '.join(map(repr, unknown))}")
         text = {name: (query.get(name) or "").strip() or None for name in cls.__slots__}
         state = text["state"]
-        if state is not None and state not in admin.STATES:
-            raise admin.InvalidArgumentError(
-                f"unknown job state {state!r}: use one of {', '.join(admin.STATES)}"
+        if state is not None and state not in list(JobState):
+            raise InvalidArgumentError(
+                f"unknown job state {state!r}: use one of {', '.join(JobState)}"
             )
         for name in ("queue", "kind", "error"):
             if len(text[name] or "") > _MAX_TEXT:
-                raise admin.InvalidArgumentError(f"{name} is longer than {_MAX_TEXT} characters")
+                raise InvalidArgumentError(f"{name} is longer than {_MAX_TEXT} characters")
         return cls(
             state=state,
             queue=text["queue"],
             kind=text["kind"],
             error=text["error"],
             since=_parse_since(text["since"]),
-            before=None if text["before"] is None else admin.check_job_id(text["before"]),
+            before=None if text["before"] is None else parse_id(text["before"]),
             limit=_parse_limit(text["limit"]),
         )
 
@@ -108,7 +110,7 @@ def _parse_since(text: str | None) -> datetime | None:
     try:
         since = datetime.fromisoformat(text)
     except ValueError:
-        raise admin.InvalidArgumentError(
+        raise InvalidArgumentError(
             f"since {text!r} is not a date and time: use 2026-12-02T10:00 (UTC unless an "
             "offset is given)"
         ) from None
@@ -119,9 +121,7 @@ def _parse_limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise admin.InvalidArgumentError(
-            f"limit is a number of jobs from 1 to {MAX_PAGE}, not {text!r}"
-        )
+        raise InvalidArgumentError(f"limit is a number of jobs from 1 to {MAX_PAGE}, not {text!r}")
     return int(text)
 
 
@@ -300,16 +300,10 @@ class Store:
         jobs = [admin.JobSummary(*row) for row in rows[: flt.limit]]
         return jobs, (jobs[-1].id if len(rows) > flt.limit else None)
 
-    def job(self, job_id: int) -> tuple[admin.JobDetail, Any, str]:
-        """The job, its result (None without one) and the why() answer."""
+    def job(self, job_id: int) -> tuple[Job, str]:
+        """The job and the why() answer; JobNotFoundError if there is no such job."""
         with self.connection() as conn:
-            job = admin.get_job(conn, job_id, schema=self.schema)
-            result = self._rows(conn, "dashboard_job_result", {"id": job_id})
-            return (
-                job,
-                (result[0][0] if result else None),
-                admin.why(conn, job_id, schema=self.schema),
-            )
+            return _existing(conn, job_id, self.schema), admin.why(conn, job_id, schema=self.schema)
 
     def workers(self) -> tuple[list[admin.WorkerInfo], tuple[Any, ...] | None]:
         """The live workers, and the leader's (worker_id, elected_at, renewed_at,
@@ -355,7 +349,7 @@ class Store:
     def delete(self, job_id: int) -> bool:
         """Delete a job that is not running; JobNotFoundError if there is none."""
         with self.connection() as conn:
-            admin.get_job(conn, job_id, schema=self.schema)
+            _existing(conn, job_id, self.schema)
             return bool(self._rows(conn, "dashboard_job_delete", {"id": job_id}))
 
     def retry_matching(self, flt: JobFilter) -> int:
@@ -363,6 +357,13 @@ class Store:
         params = flt.params() | {"limit": MAX_BULK}
         with self.connection() as conn:
             return int(self._rows(conn, "dashboard_job_retry_matching", params)[0][0])
+
+
+def _existing(conn: psycopg.Connection[Any], job_id: int, schema: str) -> Job:
+    job = admin.get_job(conn, job_id, schema=schema)
+    if job is None:
+        raise not_found(job_id)
+    return job
 
 
 def _queue_counts(row: tuple[Any, ...]) -> QueueCounts:

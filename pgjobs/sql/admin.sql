@@ -19,7 +19,7 @@ from {schema}.queue_summary;
 -- The weights are the table's (a column the view, older, does not have).
 select lw.id, lw.host, lw.pid, lw.queues, lw.concurrency, lw.version, lw.started_at,
        lw.heartbeat_at, lw.waiting, lw.running,
-       (select w.weights from {schema}.workers w where w.id = lw.id)
+       (select w.weights from {schema}.workers w where w.id = lw.id) as weights
 from {schema}.live_workers lw
 order by lw.started_at, lw.id;
 
@@ -29,10 +29,11 @@ order by lw.started_at, lw.id;
 -- costs what page 1 does (skipping rows would read them all). Each filter is optional;
 -- *error* is a case-insensitive substring of the last error (strpos: LIKE wildcards are
 -- plain text); *since* a lower bound on created_at. Times through job_time(), as in
--- job_fetch (jobs.sql), so a row whose time Python cannot hold still lists.
-select id, queue, kind, state::text, priority, attempt, max_retry, {schema}.job_time(run_at),
-       {schema}.job_time(created_at), {schema}.job_time(started_at),
-       {schema}.job_time(finished_at), worker_id, last_error
+-- job_get (jobs.sql), so a row whose time Python cannot hold still lists.
+select id, queue, kind, state::text as state, priority, attempt, max_retry,
+       {schema}.job_time(run_at) as run_at, {schema}.job_time(created_at) as created_at,
+       {schema}.job_time(started_at) as started_at,
+       {schema}.job_time(finished_at) as finished_at, worker_id, last_error
 from {schema}.jobs
 where (%(state)s::text is null or state = %(state)s::{schema}.job_state)
   and (%(queue)s::text is null or queue = %(queue)s)
@@ -42,17 +43,6 @@ where (%(state)s::text is null or state = %(state)s::{schema}.job_state)
   and (%(before)s::bigint is null or id < %(before)s)
 order by id desc
 limit %(limit)s;
-
--- name: job_get
-select j.id, j.queue, j.kind, j.state::text, j.priority, j.attempt, j.max_retry,
-       {schema}.job_time(j.run_at), {schema}.job_time(j.created_at),
-       {schema}.job_time(j.started_at), {schema}.job_time(j.finished_at), j.worker_id,
-       j.last_error, j.payload, extract(epoch from j.timeout)::float8 as timeout,
-       {schema}.job_time(j.lease_expires_at), j.errors, w.host as worker_host,
-       w.pid as worker_pid
-from {schema}.jobs j
-left join {schema}.workers w on w.id = j.worker_id
-where j.id = %(id)s;
 
 -- name: job_retry
 select {schema}.retry_job(%(id)s);

@@ -1,6 +1,6 @@
 -- What the web dashboard (pgjobs/dashboard/) reads and changes beyond admin.sql.
 --
--- Its pages also run admin.sql's worker_list_live, job_list, job_get, job_why,
+-- Its pages also run admin.sql's worker_list_live, job_list, job_why, jobs.sql's job_get,
 -- doctor_run and the single-job and queue actions, and /metrics reads queue_summary; only
 -- what those do not cover is here.
 
@@ -37,10 +37,6 @@ where {schema}.retry_job(matching.id);
 delete from {schema}.jobs
 where id = %(id)s and state <> 'running'
 returning id;
-
--- name: dashboard_job_result
--- What the handler returned (admin.get_job leaves it out: it can be large).
-select result from {schema}.jobs where id = %(id)s;
 
 -- name: dashboard_queue_counts
 -- The queues page: per queue, jobs by state, read so that the cost stays bounded however

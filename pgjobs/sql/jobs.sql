@@ -407,16 +407,24 @@ order by case state when 'scheduled' then run_at when 'running' then lease_expir
                     else finished_at end
 limit 1;
 
--- name: job_fetch
--- One job as the client's Job type reads it.
+-- name: job_get
+-- Jobs by id, as pgjobs.job.Job reads them: every read of a job (Client.get and wait,
+-- admin.get_job, pgjobs.testing) runs this one statement, with one id or many. Its
+-- column names are Job's fields, in order (tests/test_sql_operations.py checks them).
 -- Times through job_time(): a row written before migration 0007's rules, or by hand,
 -- may hold a time no Python datetime can (years 1 to 9999, in every time zone).
-select id, queue, kind, payload, priority, state::text, attempt, max_retry,
-       extract(epoch from timeout)::float8, {schema}.job_time(run_at), last_error,
-       coalesce(errors, '[]'::jsonb), result, {schema}.job_time(created_at),
-       {schema}.job_time(started_at), {schema}.job_time(finished_at), worker_id
-from {schema}.jobs
-where id = %(id)s;
+select j.id, j.queue, j.kind, j.state::text as state, j.priority, j.attempt, j.max_retry,
+       {schema}.job_time(j.run_at) as run_at, {schema}.job_time(j.created_at) as created_at,
+       {schema}.job_time(j.started_at) as started_at,
+       {schema}.job_time(j.finished_at) as finished_at, j.payload, j.result,
+       extract(epoch from j.timeout)::float8 as timeout, j.last_error,
+       coalesce(j.errors, '[]'::jsonb) as errors, j.worker_id,
+       {schema}.job_time(j.lease_expires_at) as lease_expires_at, w.host as worker_host,
+       w.pid as worker_pid
+from {schema}.jobs j
+left join {schema}.workers w on w.id = j.worker_id
+where j.id = any (%(ids)s::bigint[])
+order by j.id;
 
 -- name: waiter_add
 -- A client starts waiting for a job (see job_finish_many's waited CTE).

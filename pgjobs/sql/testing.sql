@@ -4,18 +4,16 @@
 -- jobs and choose which one the next claim takes. Never run by a worker.
 
 -- name: job_list_matching
--- Every job the connection can see, oldest first, as job_fetch reads it, with whether it
--- matches the filters (a null filter matches anything). In a test's open transaction
--- that includes the jobs it enqueued and has not committed. Payloads compare as jsonb:
--- payload is equality, contains is jsonb containment (@>).
-select id, queue, kind, payload, priority, state::text, attempt, max_retry,
-       extract(epoch from timeout)::float8, run_at, last_error, coalesce(errors, '[]'::jsonb),
-       result, created_at, started_at, finished_at, worker_id,
+-- The id of every job the connection can see, oldest first, with whether it matches the
+-- filters (a null filter matches anything); job_get (jobs.sql) then reads the jobs. In a
+-- test's open transaction that includes the jobs it enqueued and has not committed.
+-- Payloads compare as jsonb: payload is equality, contains is jsonb containment (@>).
+select id,
        (%(kind)s::text is null or kind = %(kind)s::text)
        and (%(queue)s::text is null or queue = %(queue)s::text)
        and (%(states)s::text[] is null or state::text = any (%(states)s::text[]))
        and (%(payload)s::jsonb is null or payload = %(payload)s::jsonb)
-       and (%(contains)s::jsonb is null or payload @> %(contains)s::jsonb)
+       and (%(contains)s::jsonb is null or payload @> %(contains)s::jsonb) as matches
 from {schema}.jobs
 order by id;
 
