@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import psycopg
 
 from . import _queries, _tracing
-from ._ops import Copy, Op, Statement, run, run_async
+from ._ops import ATOMIC, Copy, Op, Statement, run, run_async
 from .errors import InvalidTaskError
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -242,6 +242,7 @@ def _copy_op(
 ) -> Op[list[EnqueueResult]]:
     """insert_many_results_op once every task is encoded; *trace_context* as
     job_insert_traced's, the same for every job of the call."""
+    yield ATOMIC  # the ids' keys, the jobs and the wake-ups commit together
     statements = _queries.queries(schema)
     reserved = yield Statement(statements["job_reserve_ids"], {"count": len(encoded)})
     now, ids = reserved[0]
