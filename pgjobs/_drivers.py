@@ -117,7 +117,7 @@ def _is_async_kind(conn: Any) -> bool:
     return isinstance(conn, psycopg.AsyncConnection) or _is(conn, *_ASYNCPG, *_SA_ASYNC)
 
 
-def sync_driver(conn: Any) -> psycopg.Connection[Any] | Adapter:
+def sync_driver(conn: Any, entry: str | None = None) -> psycopg.Connection[Any] | Adapter:
     """What runs operations for *conn* (anything but a psycopg ``Connection``) on the
     sync face; TypeError saying what is accepted if nothing does."""
     if _is(conn, *_SA_SYNC):
@@ -142,10 +142,12 @@ def sync_driver(conn: Any) -> psycopg.Connection[Any] | Adapter:
         return driver
     if _is(driver, *_PSYCOPG2):
         return _Psycopg2(driver)
-    raise wrong_connection(conn, sync=True, wrong_face=_is_async_kind(conn))
+    raise wrong_connection(conn, sync=True, wrong_face=_is_async_kind(conn), entry=entry)
 
 
-async def async_driver(conn: Any) -> psycopg.AsyncConnection[Any] | AsyncAdapter:
+async def async_driver(
+    conn: Any, entry: str | None = None
+) -> psycopg.AsyncConnection[Any] | AsyncAdapter:
     """:func:`sync_driver` for the async face."""
     if _is(conn, *_SA_ASYNC):
         if _is(conn, ("sqlalchemy.ext.asyncio", "AsyncSession")):
@@ -159,7 +161,7 @@ async def async_driver(conn: Any) -> psycopg.AsyncConnection[Any] | AsyncAdapter
             return _Asyncpg(driver, sqlalchemy=conn)
     elif _is(conn, *_ASYNCPG):
         return _Asyncpg(conn)
-    raise wrong_connection(conn, sync=False, wrong_face=_is_sync_kind(conn))
+    raise wrong_connection(conn, sync=False, wrong_face=_is_sync_kind(conn), entry=entry)
 
 
 # --- the loops -------------------------------------------------------------------------------

@@ -185,30 +185,30 @@ class Client(_ClientBase):
         self._pool.close()
         self._opened = False
 
-    def _run(self, op: Op[T], conn: Any) -> T:
+    def _run(self, op: Op[T], conn: Any, entry: str) -> T:
         if conn is not None:
-            return run(conn, op)
+            return run(conn, op, entry)
         self.open()
         with self._pool.connection() as pooled:
             return run(pooled, own_transaction(op))
 
     def enqueue(self, task: Task, *, conn: Any = None) -> int:
         """Enqueue *task*; in *conn*'s transaction if given, else committed at once."""
-        return self._run(self._insert(task), conn)
+        return self._run(self._insert(task), conn, "pgjobs.Client.enqueue")
 
     def enqueue_many(self, tasks: Iterable[Task], *, conn: Any = None) -> list[int]:
         """Enqueue all *tasks* in one statement; ids in input order."""
-        return self._run(self._insert_many(tasks), conn)
+        return self._run(self._insert_many(tasks), conn, "pgjobs.Client.enqueue_many")
 
     def enqueue_unique(self, task: Task, *, conn: Any = None) -> EnqueueResult:
         """Enqueue a task with a ``unique_key``; the id, and whether it was a duplicate
         (see :func:`pgjobs.enqueue_unique`)."""
-        return self._run(self._insert_unique(task), conn)
+        return self._run(self._insert_unique(task), conn, "pgjobs.Client.enqueue_unique")
 
     def get(self, job_id: int, *, conn: Any = None) -> Job | None:
         """The job as stored now; None if there is no such row (never enqueued, or
         completed and deleted, which is the default for completed jobs)."""
-        return self._run(get_op(job_id, self.schema), conn)
+        return self._run(get_op(job_id, self.schema), conn, "pgjobs.Client.get")
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
         """Wait until the job is completed, failed or cancelled, and return it.
@@ -297,30 +297,30 @@ class AsyncClient(_ClientBase):
         await self._pool.close()
         self._opened = False
 
-    async def _run(self, op: Op[T], conn: Any) -> T:
+    async def _run(self, op: Op[T], conn: Any, entry: str) -> T:
         if conn is not None:
-            return await run_async(conn, op)
+            return await run_async(conn, op, entry)
         await self.open()
         async with self._pool.connection() as pooled:
             return await run_async(pooled, own_transaction(op))
 
     async def enqueue(self, task: Task, *, conn: Any = None) -> int:
         """Enqueue *task*; in *conn*'s transaction if given, else committed at once."""
-        return await self._run(self._insert(task), conn)
+        return await self._run(self._insert(task), conn, "pgjobs.AsyncClient.enqueue")
 
     async def enqueue_many(self, tasks: Iterable[Task], *, conn: Any = None) -> list[int]:
         """Enqueue all *tasks* in one statement; ids in input order."""
-        return await self._run(self._insert_many(tasks), conn)
+        return await self._run(self._insert_many(tasks), conn, "pgjobs.AsyncClient.enqueue_many")
 
     async def enqueue_unique(self, task: Task, *, conn: Any = None) -> EnqueueResult:
         """Enqueue a task with a ``unique_key``; the id, and whether it was a duplicate
         (see :func:`pgjobs.enqueue_unique`)."""
-        return await self._run(self._insert_unique(task), conn)
+        return await self._run(self._insert_unique(task), conn, "pgjobs.AsyncClient.enqueue_unique")
 
     async def get(self, job_id: int, *, conn: Any = None) -> Job | None:
         """The job as stored now; None if there is no such row (never enqueued, or
         completed and deleted, which is the default for completed jobs)."""
-        return await self._run(get_op(job_id, self.schema), conn)
+        return await self._run(get_op(job_id, self.schema), conn, "pgjobs.AsyncClient.get")
 
     async def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
         """Wait until the job is completed, failed or cancelled, and return it.

@@ -358,7 +358,7 @@ def enqueue(
 ) -> int:
     """Add *task* to the queue within *conn*'s current transaction; return the job id (for
     a unique task whose key is held, the id of the job holding it)."""
-    return run(conn, insert_op(task, schema, max_payload_bytes))
+    return run(conn, insert_op(task, schema, max_payload_bytes), "pgjobs.enqueue")
 
 
 def enqueue_many(
@@ -370,7 +370,7 @@ def enqueue_many(
 ) -> list[int]:
     """Add all *tasks* within *conn*'s transaction; ids in input order (for a unique task
     whose key is held, the id of the job holding it)."""
-    return run(conn, insert_many_op(tasks, schema, max_payload_bytes))
+    return run(conn, insert_many_op(tasks, schema, max_payload_bytes), "pgjobs.enqueue_many")
 
 
 async def enqueue_async(
@@ -382,7 +382,7 @@ async def enqueue_async(
 ) -> int:
     """Async :func:`enqueue`, for a psycopg ``AsyncConnection``, an asyncpg connection or
     a SQLAlchemy ``AsyncConnection``/``AsyncSession``."""
-    return await run_async(conn, insert_op(task, schema, max_payload_bytes))
+    return await run_async(conn, insert_op(task, schema, max_payload_bytes), "pgjobs.enqueue_async")
 
 
 def enqueue_unique(
@@ -398,7 +398,7 @@ def enqueue_unique(
     A second enqueuer of the same key waits until the first one's transaction ends, then
     sees its job (a duplicate) or, if it rolled back, claims the key itself.
     """
-    return run(conn, unique_insert_op(task, schema, max_payload_bytes))
+    return run(conn, unique_insert_op(task, schema, max_payload_bytes), "pgjobs.enqueue_unique")
 
 
 async def enqueue_unique_async(
@@ -409,7 +409,9 @@ async def enqueue_unique_async(
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> EnqueueResult:
     """Async :func:`enqueue_unique` (connections as for :func:`enqueue_async`)."""
-    return await run_async(conn, unique_insert_op(task, schema, max_payload_bytes))
+    return await run_async(
+        conn, unique_insert_op(task, schema, max_payload_bytes), "pgjobs.enqueue_unique_async"
+    )
 
 
 async def enqueue_many_async(
@@ -420,4 +422,6 @@ async def enqueue_many_async(
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> list[int]:
     """Async :func:`enqueue_many` (connections as for :func:`enqueue_async`)."""
-    return await run_async(conn, insert_many_op(tasks, schema, max_payload_bytes))
+    return await run_async(
+        conn, insert_many_op(tasks, schema, max_payload_bytes), "pgjobs.enqueue_many_async"
+    )

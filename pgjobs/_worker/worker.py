@@ -52,24 +52,25 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries, _tracing
 from .._dsn import redact, resolve_dsn
+from .._ops import run_async
 from .._pooler import pooled_async
 from .._version import __version__
 from ..config import Config
 from ..context import Context
-from ..errors import Cancel, HandlerNotFoundError, SchemaError, Snooze
+from ..errors import HandlerNotFoundError
 from ..middleware import ErrorHook, Middleware
 from ..registry import Registration, Registry
-from ..task import Task, _from_row
+from ..task import Task
+from .attempt import claim_params, conclude, raised_after_commit, start, tells_hooks
 from .completer import Completer
 from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
 from .joblog import JobLog
 from .leader import Elector, leader_services
 from .listener import Listener
 from .observer import Observer
-from .outcome import Outcome, decide, describe_error
+from .outcome import Outcome
 from .probe import wait_for_database
 from .retry import DB_ERRORS, reconnect_delay
-from .rows import decode_claimed
 from .services import Heartbeat, Rescuer, Stager, run_periodically
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
@@ -344,20 +345,9 @@ class Worker:
         )
 
     async def _check_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        from ..migrate import head_revision
+        from ..migrate import require_current_op
 
-        head = head_revision()
-        try:
-            cursor = await conn.execute(self._queries["schema_version"])
-            row = await cursor.fetchone()
-        except psycopg.errors.UndefinedTable:
-            row = None
-        if row is None or row[0] != head:
-            found = "not installed" if row is None else f"at revision {row[0]}"
-            raise SchemaError(
-                f"the pgjobs schema {self.config.schema!r} is {found}, this worker needs "
-                f"revision {head}: run `python -m pgjobs migrate --schema {self.config.schema}`"
-            )
+        await run_async(conn, require_current_op(self.config.schema))
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"pgjobs {name}")
@@ -567,19 +557,16 @@ class Worker:
         query = self._queries["job_claim"]
         while quotas:
             after_priorities, after_ids = self._scan_points(quotas)
-            cursor = await conn.execute(
-                query,
-                {
-                    "queues": list(quotas),
-                    "limits": list(quotas.values()),
-                    "after_priorities": after_priorities,
-                    "after_ids": after_ids,
-                    "worker_id": self.id,
-                    "lease": self.config.lease,
-                    "grace": self.config.lease_grace,
-                    "unwait": self._waiting,
-                },
+            params = claim_params(
+                self.config,
+                self.id,
+                list(quotas),
+                list(quotas.values()),
+                unwait=self._waiting,
+                after_priorities=after_priorities,
+                after_ids=after_ids,
             )
+            cursor = await conn.execute(query, params)
             rows = await cursor.fetchall()
             if self.observer is not None:
                 self.observer.claimed(len(rows))
@@ -641,17 +628,12 @@ class Worker:
         """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
         there is no handler for it or its row cannot be decoded (its attempt is already
         recorded as failed)."""
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors, trace = row
         loop = self._loop
         assert loop is not None
-        payload, errors, unrunnable = decode_claimed(payload, errors)
-        registration = self.registry.find(kind)
-        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
-        if trace is not None:
-            ctx._trace_context = trace  # read by pgjobs.tracing's middleware, if it is on
-        task = _from_row(kind, payload, queue, max_retry, timeout, priority)
+        ctx, task, registration, unrunnable, timeout = start(row, self.registry, self._transactions)
+        job_id, kind = ctx.job_id, ctx.kind
         now = loop.time()
-        run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)
+        run = Running(job_id, ctx.attempt, ctx.max_retry, timeout, ctx, task, registration, now)
         self._running[job_id] = run
         self._free -= 1
         self._idle.clear()
@@ -747,18 +729,9 @@ class Worker:
             self.processed += 1
             self._joblog.completed(run.ctx, run.started)
             if error is not None:
-                log.error(
-                    "job %d (%s) raised after its transaction completed it; the job stays "
-                    "completed: %s",
-                    run.id,
-                    run.task.kind,
-                    describe_error(error),
-                    extra={"job_id": run.id},
-                )
+                raised_after_commit(run.ctx, error)
             return
-        registration = run.registration
-        backoff = (registration.backoff if registration else None) or self.config.backoff
-        outcome = decide(run.id, run.attempt, run.max_retry, error, result, backoff)
+        outcome = conclude(run.ctx, run.registration, self.config, result, error)
         # Settled before the error hooks run, so that nothing they do can keep the
         # outcome from being recorded.
         self._settle(run, outcome)
@@ -768,7 +741,7 @@ class Worker:
     def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
         """Log what became of a failed attempt and tell the error hooks."""
         self._joblog.failed(run.ctx, run.started, error, outcome)
-        if not isinstance(error, Snooze | Cancel):  # the handler's decisions, not failures
+        if tells_hooks(error):
             call_error_hooks(self._error_hooks, run.ctx, run.task, error)
 
     def _settle(self, run: Running, outcome: Outcome) -> None:
