@@ -189,8 +189,13 @@ class Client(_ClientBase):
         if conn is not None:
             return run(conn, op, entry)
         self.open()
-        with self._pool.connection() as pooled:
+        # Not pool.connection(): its `with conn` would commit or roll back an autocommit
+        # connection, which own_transaction has already done, at a cost per enqueue.
+        pooled = self._pool.getconn()
+        try:
             return run(pooled, own_transaction(op))
+        finally:
+            self._pool.putconn(pooled)
 
     def enqueue(self, task: Task, *, conn: Any = None) -> int:
         """Enqueue *task*; in *conn*'s transaction if given, else committed at once."""
@@ -301,8 +306,13 @@ class AsyncClient(_ClientBase):
         if conn is not None:
             return await run_async(conn, op, entry)
         await self.open()
-        async with self._pool.connection() as pooled:
+        # Not pool.connection(): its `with conn` would commit or roll back an autocommit
+        # connection, which own_transaction has already done, at a cost per enqueue.
+        pooled = await self._pool.getconn()
+        try:
             return await run_async(pooled, own_transaction(op))
+        finally:
+            await self._pool.putconn(pooled)
 
     async def enqueue(self, task: Task, *, conn: Any = None) -> int:
         """Enqueue *task*; in *conn*'s transaction if given, else committed at once."""
