@@ -1,9 +1,11 @@
 """One implementation, two faces: database operations written once as generators.
 
-An operation is a generator that yields :class:`Statement` objects and receives each
-statement's rows back; whatever it returns is the operation's result. It does no I/O
-itself, so :func:`run` (psycopg ``Connection``) and :func:`run_async` (psycopg
-``AsyncConnection``) can both drive it, and the sync and async APIs cannot drift apart.
+An operation is a generator that yields steps (a :class:`Statement`, a :class:`Copy`,
+or a :class:`WaitNotify` for a notification) and receives each step's rows back;
+whatever it returns is the operation's result. It does no I/O itself, so :func:`run`
+(psycopg ``Connection``) and :func:`run_async` (psycopg ``AsyncConnection``) can both
+drive it, and the sync and async APIs cannot drift apart: run() itself is written from
+run_async() by ``scripts/gen_sync.py``, as are the other sync faces of pgjobs.
 Other drivers and wrappers (psycopg2, asyncpg, SQLAlchemy, Django) are handed to
 :mod:`pgjobs._drivers` once the psycopg check has failed, so they cost psycopg nothing::
 
@@ -17,9 +19,10 @@ Other drivers and wrappers (psycopg2, asyncpg, SQLAlchemy, Django) are handed to
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeAlias, TypeVar
@@ -54,27 +57,24 @@ MISSING_OBJECT = (
     psycopg.errors.InvalidSchemaName,
 )
 
-#: The modules whose public functions take a connection, and the name they are
-#: reached by (``pgjobs.enqueue`` rather than ``pgjobs.enqueue.enqueue``).
-_PUBLIC_MODULES = {
-    "pgjobs.enqueue": "pgjobs",
-    "pgjobs.client": "pgjobs",
-    "pgjobs.admin": "pgjobs.admin",
-    "pgjobs.testing": "pgjobs.testing",
-}
-
 __all__ = [
+    "ATOMIC",
     "MISSING_OBJECT",
+    "Atomic",
     "Copy",
     "Op",
     "Params",
     "Rows",
     "Statement",
-    "fail_op",
-    "failed",
+    "Step",
+    "WaitNotify",
+    "error_for",
+    "own_transaction",
     "run",
     "run_async",
     "schema_error",
+    "unwind",
+    "unwind_async",
     "wrong_connection",
 ]
 
@@ -102,7 +102,29 @@ class Copy:
     rows: Sequence[Sequence[Any]]
 
 
-Op: TypeAlias = Generator[Statement | Copy, Rows, T]
+@dataclass(slots=True)
+class WaitNotify:
+    """Wait until a notification comes on a channel the connection listens to, or
+    *timeout* seconds have passed; the runner sends back ``[]`` either way."""
+
+    timeout: float
+
+
+class Atomic:
+    """The step that says an operation's statements must commit together.
+
+    An operation of several statements yields :data:`ATOMIC` first. On the caller's
+    connection it changes nothing (the caller's transaction holds them together, and
+    the runners pass it by); :func:`own_transaction` begins a transaction for it.
+    """
+
+    __slots__ = ()
+
+
+ATOMIC = Atomic()
+
+Step: TypeAlias = Statement | Copy | WaitNotify | Atomic
+Op: TypeAlias = Generator[Step, Rows, T]
 
 
 def _has_rows(cursor: Any) -> bool:
@@ -131,35 +153,84 @@ def _keep_cursor(conn: Any, cursor: Any, rows: Rows) -> None:
             attributes[_KEPT_CURSOR] = cursor
 
 
-def run(conn: Any, op: Op[T]) -> T:
-    """Drive *op* on a sync connection, inside whatever transaction it is in: a psycopg
-    ``Connection`` here, anything else through :func:`pgjobs._drivers.sync_driver`."""
+_BEGIN = Statement(b"begin")
+_COMMIT = Statement(b"commit")
+_ROLLBACK = Statement(b"rollback")
+
+
+def own_transaction(op: Op[T]) -> Op[T]:
+    """*op* on an autocommit connection of pgjobs' own (a client's pool): a single
+    statement commits by itself, in one round trip where BEGIN and COMMIT would make it
+    three; an operation that yields :data:`ATOMIC` runs in a transaction of its own."""
+    try:
+        step = next(op)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    atomic = step is ATOMIC
+    if atomic:
+        yield _BEGIN
+    try:
+        if atomic:
+            step = op.send([])
+        while True:
+            try:
+                rows = yield step
+            except GeneratorExit:
+                op.close()
+                raise
+            except BaseException as exc:  # a step failed: tell op (see unwind)
+                step = op.throw(exc)
+            else:
+                step = op.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+    except GeneratorExit:
+        raise
+    except BaseException:
+        if atomic:
+            yield _ROLLBACK  # run by the runner's unwind
+        raise
+    if atomic:
+        yield _COMMIT
+    return result
+
+
+def error_for(exc: BaseException, *, missing: bool) -> BaseException:
+    """What a runner raises when a statement raised *exc*: a SchemaError if *missing*
+    (the statement named a pgjobs object Postgres lacks), else *exc* itself."""
+    return schema_error(exc) if missing and isinstance(exc, Exception) else exc
+
+
+# The runners: run() is written from run_async() by scripts/gen_sync.py.
+
+
+# sync: begin runner (generated by scripts/gen_sync.py from the async code: do not edit)
+def run(conn: Any, op: Op[T], entry: str | None = None) -> T:
+    """Drive *op* on *conn*, inside whatever transaction it is in: a psycopg
+    ``Connection`` here, anything else through :func:`pgjobs._drivers.sync_driver`.
+    *entry* names the public function that was called, for the TypeError a connection
+    it cannot use raises (see :func:`wrong_connection`)."""
     if not isinstance(conn, psycopg.Connection):
         from . import _drivers
 
-        driver = _drivers.sync_driver(conn)
+        driver = _drivers.sync_driver(conn, entry)
         if not isinstance(driver, psycopg.Connection):
             return _drivers.drive(driver, op)
         conn = driver
     cursor: psycopg.Cursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
-        statement = next(op)
+        step = next(op)
         cursor = _take_cursor(conn)  # not before: an operation may send nothing
         while True:
-            rows = []
-            if isinstance(statement, Copy):
-                with cursor.copy(statement.query) as copy:
-                    for row in statement.rows:
-                        copy.write_row(row)
-            else:
-                cursor.execute(statement.query, statement.params)
-                rows = cursor.fetchall() if _has_rows(cursor) else []
-            statement = op.send(rows)
+            rows = _step(conn, cursor, step)
+            step = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except BaseException as exc:
-        error = failed(op, exc, missing=isinstance(exc, MISSING_OBJECT))
+        error = error_for(exc, missing=isinstance(exc, MISSING_OBJECT))
+        steps = None if cursor is None else functools.partial(_step, conn, cursor)
+        unwind(steps, op, error)
         if error is exc:
             raise
         raise error from exc
@@ -168,35 +239,71 @@ def run(conn: Any, op: Op[T]) -> T:
             _keep_cursor(conn, cursor, rows)
 
 
-async def run_async(conn: Any, op: Op[T]) -> T:
-    """Drive *op* on an async connection, inside whatever transaction it is in: a psycopg
-    ``AsyncConnection`` here, anything else through :func:`pgjobs._drivers.async_driver`."""
+def _step(conn: psycopg.Connection[Any], cursor: psycopg.Cursor[Any], step: Step) -> Rows:
+    """Run one step of an operation on a psycopg connection; its rows."""
+    if isinstance(step, Statement):
+        cursor.execute(step.query, step.params)
+        return cursor.fetchall() if _has_rows(cursor) else []
+    if isinstance(step, Copy):
+        with cursor.copy(step.query) as copy:
+            for row in step.rows:
+                copy.write_row(row)
+        return []
+    if isinstance(step, WaitNotify):
+        for _ in conn.notifies(timeout=step.timeout, stop_after=1):
+            pass
+    return []  # ATOMIC
+
+
+def unwind(run_step: Callable[[Step], Rows] | None, op: Op[Any], error: BaseException) -> None:
+    """Tell *op* that one of its steps raised *error*: it is raised at the op's ``yield``
+    (a traced enqueue records it on its span: see pgjobs/tracing.py), and the steps the
+    op yields while it handles it (its ``finally`` blocks: Client.wait removes its
+    waiter) are run by *run_step*. Whatever the op ends with is dropped, for the runner
+    raises *error* itself. An op that has already ended (it raised *error*) is left as
+    it is."""
+    if getattr(op, "gi_frame", None) is None:
+        return
+    try:
+        step = op.throw(error)
+        while run_step is not None:
+            step = op.send(run_step(step))
+    except BaseException:
+        pass  # the op ended, raising error or what its cleanup raised
+    finally:
+        op.close()  # still suspended only if it yielded a step that could not run
+
+
+# sync: end runner
+
+
+# async: begin runner
+async def run_async(conn: Any, op: Op[T], entry: str | None = None) -> T:
+    """Drive *op* on *conn*, inside whatever transaction it is in: a psycopg
+    ``AsyncConnection`` here, anything else through :func:`pgjobs._drivers.async_driver`.
+    *entry* names the public function that was called, for the TypeError a connection
+    it cannot use raises (see :func:`wrong_connection`)."""
     if not isinstance(conn, psycopg.AsyncConnection):
         from . import _drivers
 
-        driver = await _drivers.async_driver(conn)
+        driver = await _drivers.async_driver(conn, entry)
         if not isinstance(driver, psycopg.AsyncConnection):
             return await _drivers.drive_async(driver, op)
         conn = driver
     cursor: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
     rows: Rows = []
     try:
-        statement = next(op)
+        step = next(op)
         cursor = _take_cursor(conn)  # not before: an operation may send nothing
         while True:
-            rows = []
-            if isinstance(statement, Copy):
-                async with cursor.copy(statement.query) as copy:
-                    for row in statement.rows:
-                        await copy.write_row(row)
-            else:
-                await cursor.execute(statement.query, statement.params)
-                rows = await cursor.fetchall() if _has_rows(cursor) else []
-            statement = op.send(rows)
+            rows = await _step_async(conn, cursor, step)
+            step = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     except BaseException as exc:
-        error = failed(op, exc, missing=isinstance(exc, MISSING_OBJECT))
+        error = error_for(exc, missing=isinstance(exc, MISSING_OBJECT))
+        steps = None if cursor is None else functools.partial(_step_async, conn, cursor)
+        await unwind_async(steps, op, error)
         if error is exc:
             raise
         raise error from exc
@@ -205,28 +312,46 @@ async def run_async(conn: Any, op: Op[T]) -> T:
             _keep_cursor(conn, cursor, rows)
 
 
-def failed(op: Op[Any], exc: BaseException, *, missing: bool) -> BaseException:
-    """What a runner raises when a statement of *op* raised *exc*: a SchemaError if
-    *missing* (the statement named a pgjobs object Postgres lacks), else *exc* itself;
-    either is first told to *op* (:func:`fail_op`)."""
-    error = schema_error(exc) if missing and isinstance(exc, Exception) else exc
-    fail_op(op, error)
-    return error
+async def _step_async(
+    conn: psycopg.AsyncConnection[Any], cursor: psycopg.AsyncCursor[Any], step: Step
+) -> Rows:
+    """Run one step of an operation on a psycopg connection; its rows."""
+    if isinstance(step, Statement):
+        await cursor.execute(step.query, step.params)
+        return await cursor.fetchall() if _has_rows(cursor) else []
+    if isinstance(step, Copy):
+        async with cursor.copy(step.query) as copy:
+            for row in step.rows:
+                await copy.write_row(row)
+        return []
+    if isinstance(step, WaitNotify):
+        async for _ in conn.notifies(timeout=step.timeout, stop_after=1):
+            pass
+    return []  # ATOMIC
 
 
-def fail_op(op: Op[Any], error: BaseException) -> None:
-    """Tell *op* that one of its statements raised *error*: it is raised at the op's
-    ``yield`` (a traced enqueue records it on its span: see pgjobs/tracing.py), and
-    whatever comes out is dropped, for the runner raises *error* itself. An op that has
-    already ended (it raised *error*) is left as it is."""
+async def unwind_async(
+    run_step: Callable[[Step], Awaitable[Rows]] | None, op: Op[Any], error: BaseException
+) -> None:
+    """Tell *op* that one of its steps raised *error*: it is raised at the op's ``yield``
+    (a traced enqueue records it on its span: see pgjobs/tracing.py), and the steps the
+    op yields while it handles it (its ``finally`` blocks: Client.wait removes its
+    waiter) are run by *run_step*. Whatever the op ends with is dropped, for the runner
+    raises *error* itself. An op that has already ended (it raised *error*) is left as
+    it is."""
     if getattr(op, "gi_frame", None) is None:
         return
     try:
-        op.throw(error)
+        step = op.throw(error)
+        while run_step is not None:
+            step = op.send(await run_step(step))
     except BaseException:
-        pass
-    else:  # the op caught it and went on: it runs no further
-        op.close()
+        pass  # the op ended, raising error or what its cleanup raised
+    finally:
+        op.close()  # still suspended only if it yielded a step that could not run
+
+
+# async: end runner
 
 
 def schema_error(exc: Exception, schema: str | None = None) -> SchemaError:
@@ -257,50 +382,64 @@ ACCEPTED = {
 }
 
 
-def wrong_connection(conn: Any, *, sync: bool, wrong_face: bool) -> TypeError:
-    """The TypeError for a connection the called function cannot use: what it accepts
-    and, for the other face's connection (*wrong_face*: async given to a sync function,
-    or the reverse), the function to call instead.
-
-    The public function that was called is found from the caller's frames: only this
-    error path pays for that.
-    """
+def wrong_connection(conn: Any, *, sync: bool, wrong_face: bool, entry: str | None) -> TypeError:
+    """The TypeError for a connection the public function *entry* (its dotted name, as
+    ``pgjobs.enqueue``, given to the runner) cannot use: what it accepts and, for the
+    other face's connection (*wrong_face*: async given to a sync function, or the
+    reverse), the function to call instead."""
     got = f"{type(conn).__module__}.{type(conn).__qualname__}"
-    called = _public_caller(sys._getframe(1))
-    if called is None:
-        return TypeError(f"expected {ACCEPTED[sync]}; got a {got}")
-    module, prefix, name = called
+    if entry is None:
+        entry = _admin_caller(sys._getframe(1))
+        if entry is None:
+            return TypeError(f"expected {ACCEPTED[sync]}; got a {got}")
     advice = ""
     if wrong_face:
-        twin = _twin(module, name, to_async=sync)
+        twin = _twin(entry, to_async=sync)
         if twin is None:
             advice = f"; it has no {'async' if sync else 'sync'} version"
         else:
-            advice = f"; use {prefix}.{twin}() for this connection"
-    return TypeError(f"{prefix}.{name}() takes {ACCEPTED[sync]}, not a {got}{advice}")
+            advice = f"; use {twin}() for this connection"
+    return TypeError(f"{entry}() takes {ACCEPTED[sync]}, not a {got}{advice}")
 
 
-def _public_caller(frame: FrameType | None) -> tuple[Any, str, str] | None:
-    """(module, public prefix, qualified name) of the nearest public pgjobs function on
-    the stack, skipping private helpers (``Client._run``, ``admin._run``)."""
+def _admin_caller(frame: FrameType | None) -> str | None:
+    """The public pgjobs.admin function on the stack, if any: admin's functions do not
+    name themselves to the runner yet."""
     while frame is not None:
-        prefix = _PUBLIC_MODULES.get(frame.f_globals.get("__name__", ""))
         name = frame.f_code.co_qualname
-        if prefix is not None and not any(part.startswith("_") for part in name.split(".")):
-            return sys.modules[frame.f_globals["__name__"]], prefix, name
+        if frame.f_globals.get("__name__") == "pgjobs.admin" and not name.startswith("_"):
+            return f"pgjobs.admin.{name}"
         frame = frame.f_back
     return None
 
 
-def _twin(module: Any, name: str, to_async: bool) -> str | None:
-    """The other face of *name* (``enqueue`` and ``enqueue_async``, ``Client.get`` and
-    ``AsyncClient.get``), if *module* has it."""
-    *owner, function = name.split(".")
-    if to_async:
-        twin = [f"Async{part}" for part in owner] + [function if owner else f"{function}_async"]
+def _resolve(dotted: str) -> Any:
+    """The object named *dotted* (``pgjobs.testing.drain``), or None."""
+    import importlib
+
+    parts = dotted.split(".")
+    target: Any = importlib.import_module(parts[0])
+    for index, part in enumerate(parts[1:], start=1):
+        found = getattr(target, part, None)
+        if found is None:
+            try:
+                found = importlib.import_module(".".join(parts[: index + 1]))
+            except ImportError:
+                return None
+        target = found
+    return target
+
+
+def _twin(entry: str, to_async: bool) -> str | None:
+    """The other face of *entry* (``pgjobs.enqueue`` and ``pgjobs.enqueue_async``,
+    ``pgjobs.Client.get`` and ``pgjobs.AsyncClient.get``), if there is one."""
+    *owner, function = entry.split(".")
+    if owner and owner[-1][:1].isupper():  # a method: the class has the face
+        cls = owner[-1]
+        owner[-1] = f"Async{cls}" if to_async else cls.removeprefix("Async")
+    elif to_async:
+        function = f"{function}_async"
     else:
-        twin = [part.removeprefix("Async") for part in owner] + [function.removesuffix("_async")]
-    target: Any = module
-    for part in twin:
-        target = getattr(target, part, None)
-    return ".".join(twin) if target is not None and twin != name.split(".") else None
+        function = function.removesuffix("_async")
+    twin = ".".join([*owner, function])
+    return twin if twin != entry and _resolve(twin) is not None else None

@@ -131,11 +131,11 @@ class Context:
         transaction, and it commits. If the job is no longer this attempt's (cancelled,
         or rescued after its lease expired), it rolls back and raises JobLostError.
         """
-        return self._require_transactions().sync(self)
+        return self._require_transactions().transaction(self)
 
     def atransaction(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """:meth:`transaction` for async handlers: ``async with ctx.atransaction() as conn``."""
-        return self._require_transactions().asynchronous(self)
+        return self._require_transactions().transaction_async(self)
 
     def _require_transactions(self) -> JobTransactions:
         if self._transactions is None:

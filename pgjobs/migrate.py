@@ -24,18 +24,21 @@ from typing import IO, Any, cast
 
 import psycopg
 
-from ._queries import DEFAULT_SCHEMA, check_schema_name
+from ._ops import Op, Statement, run
+from ._queries import DEFAULT_SCHEMA, check_schema_name, queries
 from .errors import MigrationError, SchemaError
 
 __all__ = [
     "LOCK_KEY",
     "VERSION_TABLE",
     "current_revision",
+    "current_revision_op",
     "downgrade",
     "head_revision",
     "migrations_dir",
     "read_sql",
     "require_current",
+    "require_current_op",
     "run_sql_file",
     "upgrade",
 ]
@@ -156,27 +159,36 @@ def head_revision() -> str:
     return heads.pop()
 
 
-def current_revision(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> str | None:
+def current_revision_op(schema: str = DEFAULT_SCHEMA) -> Op[str | None]:
     """The revision the database is at, or None when pgjobs was never migrated there."""
     check_schema_name(schema)
-    exists = conn.execute(
-        "select to_regclass(%s) is not null", (f"{schema}.{VERSION_TABLE}",)
-    ).fetchone()
-    if not exists or not exists[0]:
+    exists = yield Statement(b"select to_regclass(%s) is not null", (f"{schema}.{VERSION_TABLE}",))
+    if not exists[0][0]:
         return None
-    row = conn.execute(f"select version_num from {schema}.{VERSION_TABLE}".encode()).fetchone()
-    return None if row is None else str(row[0])
+    rows = yield Statement(queries(schema)["schema_version"])
+    return str(rows[0][0]) if rows else None
 
 
-def require_current(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> None:
-    """Raise SchemaError unless the database schema is at this version's head."""
-    current, head = current_revision(conn, schema), head_revision()
+def require_current_op(schema: str = DEFAULT_SCHEMA) -> Op[None]:
+    """Raise SchemaError unless the database schema is at this version's head: what a
+    worker checks as it starts, and ``python -m pgjobs migrate --check``."""
+    current, head = (yield from current_revision_op(schema)), head_revision()
     if current != head:
         found = "not installed" if current is None else f"at revision {current}"
         raise SchemaError(
             f"the pgjobs schema {schema!r} is {found}, this pgjobs needs revision {head}: "
             f"run `python -m pgjobs migrate --schema {schema}`"
         )
+
+
+def current_revision(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> str | None:
+    """The revision the database is at, or None when pgjobs was never migrated there."""
+    return run(conn, current_revision_op(schema))
+
+
+def require_current(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> None:
+    """Raise SchemaError unless the database schema is at this version's head."""
+    run(conn, require_current_op(schema))
 
 
 # --- used by the migration scripts and env.py -------------------------------------------

@@ -128,7 +128,7 @@ class _Tracing:
         try:
             result = yield from make_op(json.dumps(carrier) if carrier else None)
         except GeneratorExit:
-            # Closed unfinished: its runner did not say why (see pgjobs._ops.fail_op).
+            # Closed unfinished: its runner did not say why (see pgjobs._ops.unwind_async).
             span.set_status(Status(StatusCode.ERROR, "the enqueue did not complete"))
             raise
         except BaseException as exc:

@@ -241,8 +241,10 @@ def test_a_worker_id_of_digits_lines_up_as_text() -> None:
     lines = render([], [worker]).splitlines()
     heading = next(line for line in lines if "HOST" in line)
     row = lines[lines.index(heading) + 1]
-    assert heading.split()[:2] == ["WORKER", "HOST"] and heading.startswith("WORKER")
-    assert row.startswith("20751964  2024") and heading.index("HOST") == row.index("2024")
+    assert heading.split()[:2] == ["WORKER", "HOST"]
+    assert heading.startswith("WORKER")
+    assert row.startswith("20751964  2024")
+    assert heading.index("HOST") == row.index("2024")
 
 
 def test_status_json(run, db) -> None:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy
 from psycopg import errors as pgerrors
+from psycopg import pq
 from psycopg.rows import dict_row
 from sqlalchemy.orm import Session
 
@@ -174,6 +175,38 @@ async def test_async_client_without_conn_commits_its_own_transaction(
     job_id = await aclient.enqueue(Task("one"))
     assert db.execute("select id from pgjobs.jobs").fetchall() == [(job_id,)]
     await aclient.enqueue_many([Task("two"), Task("three")])
+    assert kinds(db) == ["one", "two", "three"]
+
+
+def _traced_statements(client: pgjobs.Client, out: Any) -> None:
+    """Trace the protocol messages of the client's one pooled connection to *out*."""
+    with client._pool.connection() as conn:
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+
+def test_a_client_enqueue_is_one_round_trip_and_many_is_one_transaction(
+    dsn: str, db: psycopg.Connection[Any], tmp_path: Any
+) -> None:
+    trace = tmp_path / "trace"
+    with pgjobs.Client(dsn, max_connections=1) as client, trace.open("w") as out:
+        _traced_statements(client, out)
+        client.enqueue(Task("one"))
+        out.flush()
+        one = trace.read_text()
+        client.enqueue_many([Task("two"), Task("three")])
+        out.flush()
+        many = trace.read_text()[len(one) :]
+        with client._pool.connection() as conn:
+            conn.pgconn.untrace()
+    # A round trip ends with the client's Sync (a statement) or is a Query (BEGIN, COMMIT).
+    trips = [line for line in one.splitlines() if line.startswith("F") and "Sync" in line]
+    trips += [line for line in one.splitlines() if line.startswith("F") and "Query" in line]
+    assert len(trips) == 1, one
+    assert "begin" not in one.lower()
+    # The reserve, COPY and wake-up of enqueue_many commit together.
+    assert '"begin"' in many
+    assert '"commit"' in many
     assert kinds(db) == ["one", "two", "three"]
 
 

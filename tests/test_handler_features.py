@@ -422,6 +422,23 @@ def waiters(db: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+async def test_a_cancelled_wait_removes_its_waiter(dsn, db) -> None:
+    """Client.wait's waiter row goes with the wait however it ends: by its timeout (the
+    operation raises), or cancelled while it waits for a notification (the runner
+    raises, and still runs the operation's cleanup)."""
+    async with pgjobs.AsyncClient(dsn) as client:
+        job_id = await client.enqueue(pgjobs.Task("nobody_runs_this"))
+        with pytest.raises(TimeoutError):
+            await client.wait(job_id, timeout=0.2)
+        assert waiters(db) == 0
+        waiting = asyncio.ensure_future(client.wait(job_id))
+        await wait_until(lambda: waiters(db) == 1, what="the client to register")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    assert waiters(db) == 0
+
+
 async def prune_once(dsn: str, config: pgjobs.Config) -> None:
     from pgjobs._worker.pruner import Pruner, PrunerConfig
 

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import pgjobs
 from pgjobs import admin, migrate
 from pgjobs.cli import main
 from pgjobs.cli._parse import parse_duration

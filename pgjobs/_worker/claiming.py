@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from .attempt import claim_params
 from .retry import DB_ERRORS, reconnect_delay
 from .running import Runner, Running
 
@@ -169,19 +170,16 @@ class Claimer(Runner):
         query = self._queries["job_claim"]
         while quotas:
             after_priorities, after_ids = self._scan_points(quotas)
-            cursor = await conn.execute(
-                query,
-                {
-                    "queues": list(quotas),
-                    "limits": list(quotas.values()),
-                    "after_priorities": after_priorities,
-                    "after_ids": after_ids,
-                    "worker_id": self.id,
-                    "lease": self.config.lease,
-                    "grace": self.config.lease_grace,
-                    "unwait": self._waiting,
-                },
+            params = claim_params(
+                self.config,
+                self.id,
+                list(quotas),
+                list(quotas.values()),
+                unwait=self._waiting,
+                after_priorities=after_priorities,
+                after_ids=after_ids,
             )
+            cursor = await conn.execute(query, params)
             rows = await cursor.fetchall()
             if self.observer is not None:
                 self.observer.claimed(len(rows))

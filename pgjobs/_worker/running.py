@@ -19,13 +19,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..context import Context
-from ..errors import Cancel, HandlerNotFoundError, Snooze
+from ..errors import HandlerNotFoundError
 from ..middleware import ErrorHook, Middleware
 from ..registry import Registration, Registry
-from ..task import Task, _from_row
+from ..task import Task
+from .attempt import conclude, raised_after_commit, start, tells_hooks
 from .handler import call_error_hooks, call_handler, call_handler_async, timeout_error
-from .outcome import Outcome, decide, describe_error
-from .rows import decode_claimed
+from .outcome import Outcome
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -133,17 +133,12 @@ class Runner:
         """Start the claimed job *row*; the caller arms its deadline (see _arm). None if
         there is no handler for it or its row cannot be decoded (its attempt is already
         recorded as failed)."""
-        job_id, queue, kind, payload, priority, attempt, max_retry, timeout, errors, trace = row
         loop = self._loop
         assert loop is not None
-        payload, errors, unrunnable = decode_claimed(payload, errors)
-        registration = self.registry.find(kind)
-        ctx = Context(job_id, kind, queue, attempt, max_retry, timeout, errors, self._transactions)
-        if trace is not None:
-            ctx._trace_context = trace  # read by pgjobs.tracing's middleware, if it is on
-        task = _from_row(kind, payload, queue, max_retry, timeout, priority)
+        ctx, task, registration, unrunnable, timeout = start(row, self.registry, self._transactions)
+        job_id, kind = ctx.job_id, ctx.kind
         now = loop.time()
-        run = Running(job_id, attempt, max_retry, timeout, ctx, task, registration, now)
+        run = Running(job_id, ctx.attempt, ctx.max_retry, timeout, ctx, task, registration, now)
         self._running[job_id] = run
         self._free -= 1
         self._idle.clear()
@@ -239,18 +234,9 @@ class Runner:
             self.processed += 1
             self._joblog.completed(run.ctx, run.started)
             if error is not None:
-                log.error(
-                    "job %d (%s) raised after its transaction completed it; the job stays "
-                    "completed: %s",
-                    run.id,
-                    run.task.kind,
-                    describe_error(error),
-                    extra={"job_id": run.id},
-                )
+                raised_after_commit(run.ctx, error)
             return
-        registration = run.registration
-        backoff = (registration.backoff if registration else None) or self.config.backoff
-        outcome = decide(run.id, run.attempt, run.max_retry, error, result, backoff)
+        outcome = conclude(run.ctx, run.registration, self.config, result, error)
         # Settled before the error hooks run, so that nothing they do can keep the
         # outcome from being recorded.
         self._settle(run, outcome)
@@ -260,7 +246,7 @@ class Runner:
     def _report(self, run: Running, error: BaseException, outcome: Outcome) -> None:
         """Log what became of a failed attempt and tell the error hooks."""
         self._joblog.failed(run.ctx, run.started, error, outcome)
-        if not isinstance(error, Snooze | Cancel):  # the handler's decisions, not failures
+        if tells_hooks(error):
             call_error_hooks(self._error_hooks, run.ctx, run.task, error)
 
     def _settle(self, run: Running, outcome: Outcome) -> None:

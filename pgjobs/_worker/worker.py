@@ -45,10 +45,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries, _tracing
 from .._dsn import redact, resolve_dsn
+from .._ops import run_async
 from .._pooler import pooled_async
 from .._version import __version__
 from ..config import Config
-from ..errors import SchemaError
 from ..middleware import ErrorHook, Middleware
 from ..registry import Registry
 from .claiming import Claimer
@@ -243,20 +243,9 @@ class Worker(Claimer):
         )
 
     async def _check_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        from ..migrate import head_revision
+        from ..migrate import require_current_op
 
-        head = head_revision()
-        try:
-            cursor = await conn.execute(self._queries["schema_version"])
-            row = await cursor.fetchone()
-        except psycopg.errors.UndefinedTable:
-            row = None
-        if row is None or row[0] != head:
-            found = "not installed" if row is None else f"at revision {row[0]}"
-            raise SchemaError(
-                f"the pgjobs schema {self.config.schema!r} is {found}, this worker needs "
-                f"revision {head}: run `python -m pgjobs migrate --schema {self.config.schema}`"
-            )
+        await run_async(conn, require_current_op(self.config.schema))
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=f"pgjobs {name}")
