@@ -305,8 +305,9 @@ def markdown(
     parts = [
         "# Benchmarks",
         "",
-        "pgjobs beside Procrastinate and PGQueuer: the same workloads on the same Postgres, "
-        "back to back in one run, each system on a fresh database. Ratios come from this one "
+        "pgjobs beside Procrastinate and PGQueuer, then beside Celery, RQ and arq on Redis: "
+        "the same workloads on the same machine, back to back in one run, each system on a "
+        "fresh database. Ratios come from this one "
         "run, so that a noisy machine cannot flatter or hide them. How each number is taken: "
         "[bench/README.md](../bench/README.md).",
         "",

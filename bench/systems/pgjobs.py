@@ -170,6 +170,6 @@ class PythonLoop(PgjobsSystem):
         argv = [sys.executable, "-m", "bench.apps.loop_app", f"--batch={LOOP_BATCH}"]
         description = (
             f"claim {LOOP_BATCH} with one SKIP LOCKED statement, no-op coroutines as tasks,"
-            " delete on a second connection during the next claim"
+            " delete on a second connection during the next claim; synchronous_commit off"
         )
         return WorkerSpec(argv, child_env(dsn), description)
