@@ -70,8 +70,8 @@ class QueuePlanner:
     def _pick(slots: int, weights: Mapping[str, int], credit: dict[str, int]) -> dict[str, int]:
         """Smooth weighted round-robin over *slots* picks, in one pass.
 
-        Picking slot by slot costs slots x queues steps: 3.5 ms of the event loop per
-        claim of 500 over 100 queues, a third of the claim's time. All *slots* picks
+        Picking slot by slot costs slots x queues steps, a third of a claim's time at
+        500 slots over 100 queues. All *slots* picks
         together add ``slots * weight`` to each queue's credit and take ``total`` for
         every slot it won; so each queue gets the whole part of its credit (counted in
         units of ``total``), and the slots left over go to the largest remainders, ties

@@ -73,7 +73,7 @@ RUN_AT_MAX = datetime(9999, 12, 31, tzinfo=UTC)
 # An escaped NUL in JSON text: \u0000 preceded by an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: One encoder for every payload: ``json.dumps`` with any option set builds a new
-#: ``JSONEncoder`` per call, which made encoding a small payload 2.4 µs instead of 1.4.
+#: ``JSONEncoder`` per call, which costs more than encoding a small payload.
 _PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -81,9 +81,8 @@ def _payload_encoding() -> Callable[[Any], str]:
     """``_PAYLOAD_ENCODER.encode``, with its C iterator built once instead of per call.
 
     ``JSONEncoder.encode`` builds its iterator (``json.encoder.c_make_encoder``, with the
-    encoder's options) afresh for every payload, which was more than half the cost of
-    encoding a small one: 14.6k instructions for ``{"seq": n}``, 6.0k with the iterator
-    built once (callgrind). It is built without the memo that detects a payload that
+    encoder's options) afresh for every payload, which is more than half the cost of
+    encoding a small one. It is built without the memo that detects a payload that
     contains itself (one memo shared by threads could report a reference cycle that is
     not there), so such a payload ends in RecursionError, as a too deeply nested one
     always did; :func:`encode_payload` refuses both. Where CPython's C encoder is
@@ -239,9 +238,9 @@ class Task:
         unique_for: float | timedelta | None = None,
     ) -> None:
         # Written out rather than generated: a frozen dataclass's own __init__ sets each
-        # field through object.__setattr__, which made building a Task twice as slow
-        # (2.1 -> 1.1 µs for Task(kind, payload)), and a Task is built for every job
-        # enqueued. The defaults are the fields' (a test holds them equal).
+        # field through object.__setattr__, which doubles the cost of building a Task,
+        # and a Task is built for every job enqueued. The defaults are the fields' (a
+        # test holds them equal).
         if payload is _EMPTY_PAYLOAD:
             payload = {}
         if type(self) is Task:  # a subclass may have other slots, or a __dict__
@@ -270,8 +269,7 @@ class Task:
         # validates what it inherits.
         _check_name(self.kind, "kind")
         # A field left at its default needs no check: the defaults are valid. A Task is
-        # built for every enqueue, and skipping those checks makes building one a third
-        # cheaper (2.0 -> 1.4 µs for Task(kind, payload)).
+        # built for every enqueue, and most of its fields are left at their defaults.
         if self.queue is not DEFAULT_QUEUE:
             _check_name(self.queue, "queue")
         if self.max_retry is not DEFAULT_MAX_RETRY:
@@ -327,8 +325,9 @@ class _Draft:
     """A Task's slots without its frozen ``__setattr__``: ``Task.__init__`` and
     :func:`_from_row` fill one, then turn it into the Task it is (``__class__`` may be
     assigned between classes of the same slots). Filling a Task itself takes
-    ``object.__setattr__`` per field, ten wrapper calls that cost the worker about 10k
-    instructions per claimed job (callgrind: 12.8k to build one that way, 2.9k this way)."""
+    ``object.__setattr__`` per field: ten wrapper calls per claimed job, four times the
+    cost of the rest of building it. tests/test_task.py holds a Task built either way
+    equal, frozen and of type Task, so a Python that stops allowing the swap fails there."""
 
     __slots__ = Task.__slots__
 

@@ -15,9 +15,8 @@
 -- One job. The wakeup NOTIFY is sent only when a worker of this queue is waiting for
 -- work: a NOTIFY takes a cluster-wide lock at commit, so notifying on every insert
 -- would serialise concurrent enqueuers exactly when workers are too busy to need it.
--- One INSERT whose RETURNING decides the NOTIFY from the row just written (as a CTE and
--- a SELECT over it, the same work ran a twentieth slower under 8 concurrent enqueuers,
--- by pgbench). Queue and kind are sent as text: typed as their columns' domains, each
+-- One INSERT whose RETURNING decides the NOTIFY from the row just written (a CTE and a
+-- SELECT over it do the same work slower under concurrent enqueuers). Queue and kind are sent as text: typed as their columns' domains, each
 -- value would be checked by domain_in, which sets the domain's rules up afresh for
 -- every value; as text they are checked by the insert, which sets them up once.
 insert into {schema}.jobs as j (queue, kind, payload, priority, max_retry, timeout, run_at,
@@ -54,8 +53,8 @@ returning j.id,
 -- name: job_insert_available
 -- job_insert for a job due at once (neither run_at nor delay given), which is most jobs:
 -- the row's defaults make it available from now(). The server does the same work as for
--- job_insert (pgbench); the client sends two parameters fewer, which is a twentieth of
--- its instructions per enqueue (callgrind). The wakeup is job_insert's.
+-- job_insert; the client sends two parameters fewer, and parameters are much of what a
+-- client spends per enqueue. The wakeup is job_insert's.
 insert into {schema}.jobs as j (queue, kind, payload, priority, max_retry, timeout)
 values (%(queue)s::text, %(kind)s::text, %(payload)s::jsonb, %(priority)s, %(max_retry)s,
         make_interval(secs => %(timeout)s))
@@ -178,8 +177,8 @@ returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_r
 -- wait() on one of these jobs (a row in waiters) get a NOTIFY on {schema}_finished.
 -- A column that holds only its default for the whole batch may be sent as NULL instead
 -- (states: completed, delays: 0, refunds: false, errors and results: none), and the
--- arrays are sent in binary (the b placeholders): turning 500 Python values into array
--- text took the worker about 1 ms per batch, more than the rest of its bookkeeping.
+-- arrays are sent in binary (the b placeholders): turning a batch of Python values into
+-- array text costs the worker more than the rest of its bookkeeping.
 --
 -- Plan shape matters. A queue table's statistics are always stale (analysed when the
 -- rows were 'available', now they are 'running'), and a guard written as
