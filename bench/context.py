@@ -20,6 +20,10 @@ class Profile:
     name: str
     drain_jobs: int
     drain_timeout: float
+    #: The Redis queues' drains: smaller and bounded, so that the full run grows by
+    #: minutes, not the hours their rate would take for ``drain_jobs``.
+    redis_drain_jobs: int
+    redis_drain_timeout: float
     enqueue_seconds: float
     #: Seconds each system enqueues from 8 connections, in ROUNDS slices (enqueue.py).
     #: Two cores shared by 16 processes make the slices' rates spread widely (by a
@@ -46,6 +50,8 @@ QUICK = Profile(
     name="quick",
     drain_jobs=20_000,
     drain_timeout=5.0,
+    redis_drain_jobs=5_000,
+    redis_drain_timeout=5.0,
     enqueue_seconds=1.5,
     concurrent_seconds=1.5,
     concurrent_connections=8,
@@ -60,6 +66,8 @@ FULL = Profile(
     name="full",
     drain_jobs=1_000_000,
     drain_timeout=3600.0,
+    redis_drain_jobs=50_000,
+    redis_drain_timeout=90.0,
     enqueue_seconds=10.0,
     concurrent_seconds=30.0,
     concurrent_connections=8,
@@ -88,7 +96,8 @@ class Context:
 
         Each system's installer runs once per run, into a template database; every
         workload then gets its own copy (``CREATE DATABASE ... TEMPLATE``), which is as
-        fresh as a new install and takes a fraction of the time.
+        fresh as a new install and takes a fraction of the time. A Redis queue gets one
+        too (nothing uses it) and its Redis database is flushed.
         """
         if system.name not in self.templates:
             template = self.stack.enter_context(
@@ -96,6 +105,7 @@ class Context:
             )
             system.install(template)
             self.templates[system.name] = template
+        system.reset()
         return pg.fresh_database(self.admin_dsn, label, template=self.templates[system.name])
 
     def producer_pool(self) -> ProcessPoolExecutor:

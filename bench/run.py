@@ -23,20 +23,41 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import pg, procs, report
 from bench.context import FULL, QUICK, Context
 from bench.results import Result
-from bench.systems import NAMES, get
+from bench.systems import NAMES, REDIS, get
 from bench.systems.base import REPO
 from bench.workloads import ceiling, drain, enqueue, latency, scale
 
 WORKLOADS = ("enqueue", "concurrent", "bulk", "latency", "drain", "sql", "scale")
 PRODUCERS = {
-    "pgjobs": "`pgjobs.enqueue(conn, Task)` / `enqueue_many`, psycopg autocommit connection",
+    "pgjobs": "`pgjobs.enqueue(conn, Task)` / `enqueue_many`, psycopg autocommit connection;"
+    " also `Client.enqueue` and `await AsyncClient.enqueue` (default pools); latency through"
+    " `AsyncClient.enqueue`",
     "procrastinate": "`configure_task(name).defer()` / `batch_defer`, sync connector, pool of 1",
     "pgqueuer": "`SyncQueries.enqueue` / list form, `SyncPsycopgDriver`, autocommit connection",
+    "celery": "`task.delay(n)`, Redis broker; drain filled by a loop of it (no bulk API)",
+    "rq": "`Queue.enqueue(func, n, result_ttl=0)`; drain filled by `enqueue_many` pipelines",
+    "arq": "`await ArqRedis.enqueue_job(name, n)`; drain filled by 1,000 such calls at once",
 }
+#: Results of pgjobs' variants, shown in pgjobs' column as rows of their own.
+AS_PGJOBS = {
+    "pgjobs_client": "enqueue_client",
+    "pgjobs_async_client": "enqueue_async_client",
+    "pgjobs_sync": "drain_sync",
+}
+
+
+def _as_pgjobs(job: Callable[..., list[Result]], *args: Any) -> list[Result]:
+    """Run *job*; put its pgjobs variants' results in pgjobs' column."""
+    results = job(*args)
+    for r in results:
+        if r.system in AS_PGJOBS:
+            r.workload, r.system = AS_PGJOBS[r.system], "pgjobs"
+    return results
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,7 +126,8 @@ def _guarded(step: Step, log_dir: Path) -> list[Result]:
             Result(step.workload, system, None, step.unit, note=reason) for system in step.systems
         ]
     shown = ", ".join(
-        f"{r.system} {report.fmt(r.value, r.unit)}"
+        f"{r.system}{'' if r.workload == step.workload else f' ({r.workload})'} "
+        f"{report.fmt(r.value, r.unit)}"
         if len(step.systems) > 1
         else report.fmt(r.value, r.unit)
         for r in got
@@ -115,28 +137,36 @@ def _guarded(step: Step, log_dir: Path) -> list[Result]:
 
 
 def _plan(ctx: Context, only: list[str], systems: list[str]) -> list[Step]:
-    """Everything asked for, in run order."""
-    everyone = (*systems, "plain")
+    """Everything asked for, in run order.
+
+    The Redis queues run the drain, the one-connection enqueue and the latency; the
+    other workloads measure what only a Postgres queue has (its table, its SQL).
+    """
+    on_pg = [s for s in systems if s not in REDIS]
+    ours = "pgjobs" in systems
+    clients = ("pgjobs_client", "pgjobs_async_client") if ours else ()
     steps: list[Step] = []
     for name in only:
         if name == "enqueue":
+            names = (*systems, *clients, "plain")
             steps.append(
                 Step(
                     "enqueue, 1 connection, in turns",
                     "enqueue",
-                    everyone,
+                    names,
                     "jobs/s",
-                    lambda: enqueue.sequential(ctx, everyone),
+                    partial(_as_pgjobs, enqueue.sequential, ctx, names),
                 )
             )
         elif name == "concurrent":
+            everyone = (*on_pg, "plain")
             steps.append(
                 Step(
                     "enqueue, 8 connections, in turns",
                     "concurrent",
                     everyone,
                     "jobs/s",
-                    lambda: enqueue.concurrent(ctx, everyone),
+                    partial(enqueue.concurrent, ctx, everyone),
                 )
             )
             steps += [
@@ -147,24 +177,45 @@ def _plan(ctx: Context, only: list[str], systems: list[str]) -> list[Step]:
                     "jobs/s",
                     partial(enqueue.concurrent_with_worker, ctx, get(s)),
                 )
-                for s in systems
+                for s in on_pg
             ]
         elif name == "bulk":
             steps += [
                 Step(f"bulk {s}", "bulk", (s,), "jobs/s", partial(enqueue.bulk, ctx, get(s)))
-                for s in systems
+                for s in on_pg
             ]
         elif name == "latency":
+            # pgjobs' latency is taken through AsyncClient, the producer of an async app.
             steps += [
-                Step(f"latency {s}", "latency_p50", (s,), "ms", partial(latency.run, ctx, get(s)))
+                Step(
+                    f"latency {s}",
+                    "latency_p50",
+                    (s,),
+                    "ms",
+                    partial(
+                        latency.run,
+                        ctx,
+                        get(s),
+                        get("pgjobs_async_client").producer if s == "pgjobs" else None,
+                    ),
+                )
                 for s in systems
             ]
         elif name == "drain":
-            # pgjobs drains last, right before its SQL ceiling: the two numbers whose
-            # ratio is a target are taken as close together in time as can be.
+            # pgjobs drains last, right before its SQL ceiling, and its sync-handler drain
+            # and the Python-loop ceiling right before it: the numbers whose ratios are
+            # targets are taken as close together in time as can be.
             last = sorted(systems, key=lambda s: s == "pgjobs")
+            if ours:
+                last[-1:-1] = ["pgjobs_sync", "loop"]
             steps += [
-                Step(f"drain {s}", "drain", (s,), "jobs/s", partial(drain.run, ctx, get(s)))
+                Step(
+                    f"drain {s}",
+                    "drain",
+                    (s,),
+                    "jobs/s",
+                    partial(_as_pgjobs, drain.run, ctx, get(s)),
+                )
                 for s in last
             ]
         elif name == "sql":
@@ -173,7 +224,7 @@ def _plan(ctx: Context, only: list[str], systems: list[str]) -> list[Step]:
                     "SQL ceiling (pgbench)", "sql_100", ("sql",), "jobs/s", lambda: ceiling.run(ctx)
                 )
             )
-        elif name == "scale" and "pgjobs" in systems:
+        elif name == "scale" and ours:
             steps.append(
                 Step("scale (pgjobs)", "scale_1m", ("pgjobs",), "ratio", lambda: scale.run(ctx))
             )
@@ -274,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     table = report.results_table(results, args.systems, profile)
     print()
     print(table)
+    print()
+    print(report.redis_table(results, [s for s in args.systems if s in REDIS]))
     print()
     print(report.cost_table(results, args.systems))
     for note in report.notes(results):

@@ -4,8 +4,9 @@ That is ``pgqueuer.run(factory, ...)``, documented as what ``pgq run`` does with
 CLI: with typer 0.29, ``pgq run`` 1.6 fails while parsing its ``--log-level`` default
 ('str' object has no attribute 'name'), before it starts any worker.
 
-PGQueuer's psycopg driver needs an autocommit ``AsyncConnection``; the factory is an
-async context manager that owns it.
+The factory is an async context manager that owns the worker's one connection: an
+asyncpg one (``AsyncpgDriver``) or an autocommit psycopg ``AsyncConnection``
+(``PsycopgDriver``), by ``BENCH_PGQUEUER_DRIVER``.
 """
 
 from __future__ import annotations
@@ -19,19 +20,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import asyncpg
 import pgqueuer
 import psycopg
-from pgqueuer import PgQueuer, PsycopgDriver
+from pgqueuer import AsyncpgDriver, PgQueuer, PsycopgDriver
 from pgqueuer.models import Job
+from pgqueuer.ports.driver import Driver
 
 from bench.apps import signal
 
 
 @asynccontextmanager
+async def _driver(name: str) -> AsyncIterator[Driver]:
+    dsn = os.environ.get("BENCH_DSN", "")
+    if name == "asyncpg":
+        conn = await asyncpg.connect(dsn)
+        try:
+            yield AsyncpgDriver(conn)
+        finally:
+            await conn.close()
+    else:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
+            yield PsycopgDriver(aconn)
+
+
+@asynccontextmanager
 async def create() -> AsyncIterator[PgQueuer]:
-    conn = await psycopg.AsyncConnection.connect(os.environ.get("BENCH_DSN", ""), autocommit=True)
-    async with conn:
-        pgq = PgQueuer(PsycopgDriver(conn))
+    async with _driver(os.environ.get("BENCH_PGQUEUER_DRIVER", "psycopg")) as driver:
+        pgq = PgQueuer(driver)
 
         @pgq.entrypoint("noop")
         async def noop(job: Job) -> None:

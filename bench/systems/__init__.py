@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from bench.systems.base import Producer, System, Unavailable, WorkerSpec
 
-NAMES = ("pgjobs", "procrastinate", "pgqueuer")
+NAMES = ("pgjobs", "procrastinate", "pgqueuer", "celery", "rq", "arq")
+#: Queues kept in Redis: they run the drain, the one-connection enqueue and the latency.
+REDIS = ("celery", "rq", "arq")
+#: pgjobs run another way, each for some workloads only (see bench.run).
+VARIANTS = {
+    "pgjobs_client": "PgjobsClient",
+    "pgjobs_async_client": "PgjobsAsyncClient",
+    "pgjobs_sync": "PgjobsSync",
+    "loop": "PythonLoop",
+}
 
-__all__ = ["NAMES", "Producer", "System", "Unavailable", "WorkerSpec", "get"]
+__all__ = ["NAMES", "REDIS", "Producer", "System", "Unavailable", "WorkerSpec", "get"]
 
 
 def get(name: str) -> System:
@@ -23,8 +32,29 @@ def get(name: str) -> System:
         from bench.systems.pgqueuer import PgqueuerSystem
 
         return PgqueuerSystem()
+    if name in VARIANTS:
+        from bench.systems import pgjobs
+
+        system: System = getattr(pgjobs, VARIANTS[name])()
+        return system
+    if name in REDIS:
+        return _redis_system(name)
     if name == "plain":
         from bench.systems.plain import PlainTable
 
         return PlainTable()
     raise ValueError(f"unknown system {name!r}; choose from {', '.join(NAMES)}")
+
+
+def _redis_system(name: str) -> System:
+    if name == "celery":
+        from bench.systems.celery import CelerySystem
+
+        return CelerySystem()
+    if name == "rq":
+        from bench.systems.rq import RqSystem
+
+        return RqSystem()
+    from bench.systems.arq import ArqSystem
+
+    return ArqSystem()

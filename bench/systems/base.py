@@ -7,7 +7,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
+
+import psycopg
 
 #: The bench venv's executables (pgq, procrastinate) sit next to its python.
 BIN = Path(sys.executable).parent
@@ -26,6 +28,13 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class TimedProducer(Producer, Protocol):
+    """An asyncio producer: enqueues ``noop`` jobs for *seconds* in one coroutine."""
+
+    def enqueue_for(self, seconds: float, first: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """How to start one worker process of a system, and what that configuration is."""
@@ -35,21 +44,67 @@ class WorkerSpec:
     description: str
 
 
+class Probe(Protocol):
+    """Asks a system's store how far a drain has got, from outside the worker."""
+
+    #: Commits the probe's own queries made in the measured database (subtracted).
+    commits: int
+
+    def busy(self) -> bool:
+        """True while any job is still waiting or running."""
+
+    def remaining(self) -> int:
+        """Jobs still waiting or running, for a drain that ran out of time."""
+
+    def failed(self) -> int:
+        """Jobs that ended in failure (a broken handler, not a win)."""
+
+    def close(self) -> None: ...
+
+
+class SqlProbe:
+    """The :class:`Probe` of a system that keeps its jobs in Postgres: its three queries."""
+
+    def __init__(self, dsn: str, pending_sql: str, remaining_sql: str, failed_sql: str) -> None:
+        self.conn: psycopg.Connection[Any] = psycopg.connect(dsn, autocommit=True)
+        self.sql = (pending_sql, remaining_sql, failed_sql)
+        self.commits = 0
+
+    def _one(self, sql: str) -> Any:
+        self.commits += 1
+        (value,) = self.conn.execute(sql).fetchone()  # type: ignore[misc]
+        return value
+
+    def busy(self) -> bool:
+        return bool(self._one(self.sql[0]))
+
+    def remaining(self) -> int:
+        return int(self._one(self.sql[1]))
+
+    def failed(self) -> int:
+        return int(self._one(self.sql[2]))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class System(Protocol):
     """A queue under test. Each lives in its own module of :mod:`bench.systems`."""
 
     name: str
-    #: ``select exists(...)`` true while any job is still waiting or running.
-    pending_sql: str
-    #: ``select count(*)`` of the same jobs, for a drain that ran out of time.
-    remaining_sql: str
-    #: ``select count(*)`` of jobs that ended in failure (a broken handler, not a win).
-    failed_sql: str
+    #: False for the Redis queues: commits and WAL of the run's database mean nothing there.
+    on_postgres: bool
 
     def version(self) -> str: ...
 
     def install(self, dsn: str) -> None:
         """Create the system's schema in a fresh database, with its own installer."""
+
+    def reset(self) -> None:
+        """Empty whatever store outlives a database (Redis); called for every workload."""
+
+    def probe(self, dsn: str) -> Probe:
+        """How the drain sees the queue empty (:class:`SqlProbe` for Postgres queues)."""
 
     def producer(self, dsn: str) -> Producer: ...
 
@@ -80,3 +135,21 @@ def run_installer(argv: list[str], env: dict[str, str]) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:3])} failed:\n{done.stdout}\n{done.stderr}")
+
+
+class PostgresQueue:
+    """What every queue kept in Postgres shares: a fresh database is all the reset it needs."""
+
+    on_postgres = True
+    #: ``select exists(...)`` true while any job is still waiting or running.
+    pending_sql: str
+    #: ``select count(*)`` of the same jobs, for a drain that ran out of time.
+    remaining_sql: str
+    #: ``select count(*)`` of jobs that ended in failure (a broken handler, not a win).
+    failed_sql: str
+
+    def reset(self) -> None:
+        pass
+
+    def probe(self, dsn: str) -> SqlProbe:
+        return SqlProbe(dsn, self.pending_sql, self.remaining_sql, self.failed_sql)

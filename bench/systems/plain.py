@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from bench.systems.base import Unavailable, WorkerSpec
+from bench.systems.base import PostgresQueue, Unavailable, WorkerSpec
 
 DDL = """
 create table plain_jobs (
@@ -31,7 +31,7 @@ class _Producer:
         self.conn.close()
 
 
-class PlainTable:
+class PlainTable(PostgresQueue):
     name = "plain"
     pending_sql = "select false"
     remaining_sql = "select 0"

@@ -8,7 +8,7 @@ from typing import Any
 
 import procrastinate
 
-from bench.systems.base import BIN, WorkerSpec, child_env, run_installer
+from bench.systems.base import BIN, PostgresQueue, WorkerSpec, child_env, run_installer
 
 APP = "bench.apps.procrastinate_app.app"
 #: Concurrent job slots in the one worker process; each fetches one job per query and
@@ -32,7 +32,7 @@ class _Producer:
         self.app.close()
 
 
-class ProcrastinateSystem:
+class ProcrastinateSystem(PostgresQueue):
     name = "procrastinate"
     pending_sql = "select exists (select from procrastinate_jobs where status in ('todo', 'doing'))"
     remaining_sql = "select count(*) from procrastinate_jobs where status in ('todo', 'doing')"

@@ -1,7 +1,8 @@
 """Wakeup latency: an idle worker, then sequential enqueues, each awaited.
 
-The producer reads the clock right after its enqueue call returns (the transaction has
-committed); the ``ping`` handler reads the same clock first thing and sends it back
+The producer reads the clock right before it calls enqueue (so the sample includes the
+enqueue's own round trips and commit, as a user waiting for the job sees it); the
+``ping`` handler reads the same clock first thing and sends it back
 over UDP (:mod:`bench.apps.signal`). The next job is enqueued only once that report
 has arrived and a further ``IDLE_GAP`` has passed, so that the worker has finished the
 previous job and its bookkeeping and is idle again: every sample is a wakeup.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 from bench import procs
 from bench.apps.signal import now
@@ -26,7 +28,10 @@ SAMPLE_TIMEOUT = 5.0
 MAX_LOST = 5
 
 
-def run(ctx: Context, system: System) -> list[Result]:
+def run(
+    ctx: Context, system: System, producer: Callable[[str], Producer] | None = None
+) -> list[Result]:
+    """Latency of *system*'s worker, fed by its own producer or by *producer*."""
     label = f"latency_{system.name}"
     with ctx.database(system, label) as dsn:
         try:
@@ -38,11 +43,11 @@ def run(ctx: Context, system: System) -> list[Result]:
             ]
         with procs.worker_process(spec, ctx.signals, ctx.log_dir / f"{label}.log"):
             ctx.signals.drain()
-            producer = system.producer(dsn)
+            sender = (producer or system.producer)(dsn)
             try:
-                samples, lost = _measure(ctx, producer)
+                samples, lost = _measure(ctx, sender)
             finally:
-                producer.close()
+                sender.close()
     ms = [s * 1000 for s in samples]
     (ctx.log_dir / f"{label}.json").write_text(json.dumps([round(m, 3) for m in ms]))
     ms.sort()
@@ -71,14 +76,14 @@ def _measure(ctx: Context, producer: Producer) -> tuple[list[float], int]:
     for seq in range(ctx.profile.latency_samples):
         if time.monotonic() > deadline:
             break
+        called = now()
         producer.enqueue("ping", seq)
-        committed = now()
         started = ctx.signals.wait_for("ping", seq, timeout=SAMPLE_TIMEOUT)
         if started is None:
             lost += 1
             if lost > MAX_LOST:
                 raise RuntimeError(f"{lost} pings were never run")
             continue
-        samples.append(started - committed)
+        samples.append(started - called)
         time.sleep(IDLE_GAP)
     return samples, lost
