@@ -13,13 +13,7 @@ Everything public is importable from here; submodules whose names start with an
 underscore are private.
 """
 
-from ._logging import configure as configure_logging
-from ._version import __version__
-from .backoff import Backoff, default_backoff
-from .client import AsyncClient, Client
-from .config import Config
-from .context import Context
-from .enqueue import (
+from ._enqueue import (
     AsyncEnqueuer,
     Enqueuer,
     EnqueueResult,
@@ -30,6 +24,12 @@ from .enqueue import (
     enqueue_unique,
     enqueue_unique_async,
 )
+from ._logging import configure as configure_logging
+from ._version import __version__
+from .backoff import Backoff, default_backoff
+from .client import AsyncClient, Client
+from .config import Config
+from .context import Context
 from .errors import (
     Cancel,
     ConfigurationError,

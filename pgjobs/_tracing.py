@@ -1,6 +1,6 @@
 """The tracing hook: None until :func:`pgjobs.tracing.instrument` sets it.
 
-The enqueue operations (``pgjobs/enqueue.py``) and the worker read :data:`hook` and do
+The enqueue operations (``pgjobs/_enqueue.py``) and the worker read :data:`hook` and do
 nothing more while it is None, so that an application that does not trace pays one
 comparison per enqueue and nothing per job. This module imports no OpenTelemetry: the
 ``otel`` extra is needed only by :mod:`pgjobs.tracing`, which fills the hook.

@@ -46,8 +46,8 @@ import psycopg
 import psycopg.errors
 
 from . import _queries
+from ._enqueue import psycopg_connection
 from ._ops import Op, Rows, Statement, run, run_async
-from .enqueue import psycopg_connection
 from .errors import (
     InvalidArgumentError,
     JobNotFoundError,

@@ -22,14 +22,14 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _queries
 from ._dsn import resolve_dsn
-from ._ops import Op, Statement, WaitNotify, own_transaction, run, run_async
-from ._pooler import configure, configure_async, pooled, pooled_async
-from .enqueue import (
+from ._enqueue import (
     EnqueueResult,
     insert_many_op,
     insert_op,
     unique_insert_op,
 )
+from ._ops import Op, Statement, WaitNotify, own_transaction, run, run_async
+from ._pooler import configure, configure_async, pooled, pooled_async
 from .errors import ConfigurationError
 from .job import Job, get_op
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task

@@ -57,16 +57,16 @@ from contextlib import closing
 from typing import Any
 
 from . import _queries
-from ._enqueued import ANY, Filter, check_enqueued, check_not_enqueued, list_op
-from ._jobrun import Claimed, JobRun, Session, check_max_jobs, queue_list
-from ._ops import run, run_async
-from .enqueue import (
+from ._enqueue import (
     EnqueueResult,
     enqueue,
     enqueue_many,
     enqueue_unique,
     psycopg_connection,
 )
+from ._enqueued import ANY, Filter, check_enqueued, check_not_enqueued, list_op
+from ._jobrun import Claimed, JobRun, Session, check_max_jobs, queue_list
+from ._ops import run, run_async
 from .job import Job, get_op
 from .server import Server
 from .task import DEFAULT_MAX_PAYLOAD_BYTES, Task

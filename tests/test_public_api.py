@@ -163,3 +163,16 @@ def test_importing_pgjobs_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_no_public_name_shadows_a_submodule() -> None:
+    """``import pgjobs.x as m`` gives the module x, never a function that pgjobs'
+    namespace exports under the same name (it once gave ``pgjobs.enqueue``, the function)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(pgjobs.__path__):
+        if info.name == "__main__":  # importing it runs the CLI
+            continue
+        module = importlib.import_module(f"pgjobs.{info.name}")
+        assert getattr(pgjobs, info.name, module) is module, info.name

@@ -20,8 +20,8 @@ import pytest
 
 import pgjobs
 from pgjobs import admin
+from pgjobs._enqueue import insert_many_results_op
 from pgjobs._ops import run
-from pgjobs.enqueue import insert_many_results_op
 from pgjobs.task import MAX_SECONDS, MAX_UNIQUE_KEY_LENGTH
 
 pytestmark = pytest.mark.timeout(120)

@@ -45,13 +45,9 @@ def fields_last(text: str) -> str:
 
 class RestToMarkdown(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
-        # Where each exported name is documented: its own path, except a name shared with
-        # a module (``pgjobs.enqueue``), which the API page shows under the full path.
-        public = {}
-        for name in map(str, pkg.exports or ()):
-            member = pkg.members.get(name)
-            shared = member is not None and not member.is_alias and member.is_module
-            public[name] = f"pgjobs.{name}.{name}" if shared else f"pgjobs.{name}"
+        # Each exported name is documented under its own path (no public submodule
+        # shares a name with one: tests/test_public_api.py holds that).
+        public = {name: f"pgjobs.{name}" for name in map(str, pkg.exports or ())}
         self._convert(pkg, public, set())
 
     def _convert(self, obj: griffe.Object, public: dict[str, str], seen: set[str]) -> None:

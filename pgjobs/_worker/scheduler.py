@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._enqueue import unique_insert_op
 from .._ops import run_async
 from ..config import Config
-from ..enqueue import unique_insert_op
 from ..periodic import LATE_GRACE, Handover, Periodic
 from ..task import DEFAULT_MAX_PAYLOAD_BYTES
 from .services import Service, check_seconds

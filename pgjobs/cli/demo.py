@@ -32,10 +32,10 @@ import psycopg
 
 from .. import admin, migrate
 from .._dsn import redact
+from .._enqueue import enqueue, enqueue_many
 from ..config import Config
 from ..context import Context
 from ..embedded import EmbeddedPostgres
-from ..enqueue import enqueue, enqueue_many
 from ..server import Server
 from ..task import Task
 

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import datetime
 
-from ..enqueue import enqueue
+from .._enqueue import enqueue
 from ..errors import InvalidArgumentError
 from ..task import DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_TIMEOUT, Task
 from ._output import connect, new_parser
