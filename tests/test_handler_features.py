@@ -358,12 +358,12 @@ def gated_sum() -> tuple[pgjobs.Server, asyncio.Event]:
 
 def wait_has_read(db: psycopg.Connection[Any], since: datetime) -> bool:
     """Whether a Client.wait that connected after *since* has read its job and sits
-    waiting for a notification (its connection idle after job_fetch)."""
+    waiting for a notification (its connection idle after job_get)."""
     row = db.execute(
         "select count(*) from pg_stat_activity"
         " where datname = current_database() and backend_start > %s"
         " and state = 'idle' and query like %s",
-        (since, "%job_time(finished_at)%"),
+        (since, "%job_time(j.finished_at)%"),
     ).fetchone()
     return row is not None and row[0] > 0
 

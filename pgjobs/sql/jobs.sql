@@ -411,7 +411,7 @@ limit 1;
 -- Jobs by id, as pgjobs.job.Job reads them: every read of a job (Client.get and wait,
 -- admin.get_job, pgjobs.testing) runs this one statement, with one id or many. Its
 -- column names are Job's fields, in order (tests/test_sql_operations.py checks them).
--- Times through job_time(): a row written before migration 0007's rules, or by hand,
+-- Times through job_time(): a row written by hand, past the table's rules,
 -- may hold a time no Python datetime can (years 1 to 9999, in every time zone).
 select j.id, j.queue, j.kind, j.state::text as state, j.priority, j.attempt, j.max_retry,
        {schema}.job_time(j.run_at) as run_at, {schema}.job_time(j.created_at) as created_at,
