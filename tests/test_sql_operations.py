@@ -1,4 +1,4 @@
-"""The operator functions of migration 0002: retry, cancel, pause/resume, purge.
+"""The operator functions (migrations/schema.sql): retry, cancel, pause/resume, purge.
 
 Running jobs are made by the worker's own claim statement (job_claim), and a worker's
 outcome is written with its own job_finish_many, so these tests hold the functions to

@@ -1,4 +1,4 @@
-"""The inspection views of migration 0002: queue_summary, running_jobs, failed_jobs,
+"""The inspection views (migrations/schema.sql): queue_summary, running_jobs, failed_jobs,
 live_workers."""
 
 from __future__ import annotations

@@ -310,7 +310,7 @@ where j.state = 'cancelled';
 
 -- name: job_stage_due
 -- Make scheduled jobs whose time has come available, in small batches, and wake
--- waiting workers of their queues. The CASE is jobs_state_time_idx's (migration 0006),
+-- waiting workers of their queues. The CASE is jobs_state_time_idx's (schema.sql),
 -- written as there so that the index serves the search: for a scheduled job, its run_at.
 with due as (
     select id

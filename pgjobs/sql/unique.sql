@@ -13,7 +13,7 @@
 -- for the other enqueuer; so the job of a key committed meanwhile can look missing. A
 -- statement therefore never concludes "the holder's job finished" from its own snapshot:
 -- unique_key_release_finished, a later statement (a new snapshot, with the key row
--- already locked by us), does. See pgjobs/enqueue.py for the whole sequence, and the SQL
+-- already locked by us), does. See pgjobs/_enqueue.py for the whole sequence, and the SQL
 -- function {schema}.enqueue (migrations/schema.sql) for the same in PL/pgSQL.
 
 -- name: job_insert_unique
