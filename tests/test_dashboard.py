@@ -267,6 +267,10 @@ def test_health_page_answers_while_the_checks_are_blocked(dsn, db) -> None:
         ("/jobs?state=exploded", 400, "unknown job state"),
         ("/jobs?limit=100000", 400, "limit is a number of jobs from 1 to 200"),
         ("/jobs?limit=-1", 400, "limit is a number"),
+        ("/jobs?limit=%C2%B2", 400, "limit is a number"),  # '²' is a digit to str.isdigit
+        ("/jobs?kind=a%00b", 400, "kind has a NUL character"),
+        ("/jobs?queue=%00", 400, "queue has a NUL character"),
+        ("/jobs?error=%00", 400, "error has a NUL character"),
         ("/jobs?before=99999999999999999999999", 400, "a job id is a positive integer"),
         ("/jobs?since=yesterday", 400, "is not a date and time"),
         ("/jobs?colour=red", 400, "unknown filter"),
@@ -279,6 +283,21 @@ def test_bad_input_gets_a_clear_4xx_page(client, path: str, status: int, says: s
     page = client.get(path)
     assert page.status_code == status
     assert says in page.text.replace("&#39;", "'")
+    assert "Traceback" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "says"),
+    [
+        ("/queues/pause", {"queue": "a\x00b"}, "queue has a NUL character"),
+        ("/jobs/retry", {"kind": "\x00"}, "kind has a NUL character"),
+        ("/jobs/retry", {"limit": "\u00b2"}, "limit is a number"),
+    ],
+)
+def test_a_bad_form_gets_a_clear_4xx_page(client, path: str, form: dict[str, str], says) -> None:
+    page = client.post(path, data={"csrf": csrf_of(client, "/jobs"), **form})
+    assert page.status_code == 400
+    assert says in page.text
     assert "Traceback" not in page.text
 
 
