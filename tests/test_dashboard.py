@@ -484,6 +484,51 @@ def test_the_cli_refuses_a_public_address_without_a_token(dsn, capsys, monkeypat
     assert "PGJOBS_DASHBOARD_TOKEN" in err
 
 
+def test_the_cli_binds_loopback_unless_told_and_takes_the_token_from_the_environment(
+    dsn, db, capsys, monkeypatch
+) -> None:
+    uvicorn = pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda application, **kw: served.append({"app": application, **kw})
+    )
+    monkeypatch.delenv("PGJOBS_DASHBOARD_TOKEN", raising=False)
+    assert main(["dashboard", "--dsn", dsn]) == 0
+    assert (served[0]["host"], served[0]["port"]) == ("127.0.0.1", 8080)
+    assert "pgjobs dashboard: http://127.0.0.1:8080/ on " in capsys.readouterr().out
+    monkeypatch.setenv("PGJOBS_DASHBOARD_TOKEN", "from-env")
+    assert main(["dashboard", "--dsn", dsn, "--host", "0.0.0.0"]) == 0
+    assert served[1]["host"] == "0.0.0.0"
+    pgjobs.enqueue(db, pgjobs.Task("env-kind"))
+    with TestClient(served[1]["app"], raise_server_exceptions=False) as client:
+        assert client.get("/jobs").status_code == 401
+        bearer = {"authorization": "Bearer from-env"}
+        assert "env-kind" in client.get("/jobs", headers=bearer).text
+
+
+def test_with_a_token_a_change_still_needs_same_origin_and_csrf(dsn, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    bearer = {"authorization": "Bearer s3cret"}
+    with TestClient(dashboard.app(dsn, token="s3cret", poll_interval=0)) as client:
+        csrf = re.search(
+            r'name="csrf" value="([0-9a-f]+)"', client.get("/jobs", headers=bearer).text
+        )
+        assert csrf
+        no_csrf = client.post(f"/jobs/{job_id}/cancel", headers=bearer)
+        assert no_csrf.status_code == 403
+        assert "CSRF" in no_csrf.text
+        elsewhere = client.post(
+            f"/jobs/{job_id}/cancel",
+            data={"csrf": csrf.group(1)},
+            headers=bearer | {"origin": "https://evil.example"},
+        )
+        assert elsewhere.status_code == 403
+        assert state_of(db, job_id) == "available"
+        done = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf.group(1)}, headers=bearer)
+        assert done.status_code == 200
+        assert state_of(db, job_id) == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
