@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -256,6 +257,43 @@ def test_health_page_answers_while_the_checks_are_blocked(dsn, db) -> None:
         while "<tr data-check=" not in (page := client.get("/health").text):
             assert time.monotonic() < deadline, "the checks never finished"
     assert "Checked at" in page
+
+
+def test_no_page_waits_on_a_lock_a_worker_could_hold(dsn, db) -> None:
+    """The pages take only a plain read's lock (ACCESS SHARE), which conflicts with no
+    insert, claim or update: they answer while another transaction holds EXCLUSIVE on
+    every pgjobs table, a lock that stops any row lock or write but no plain read."""
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", queue="mail"))
+    fail(db, job_id, "boom")
+    tables = [
+        row[0]
+        for row in db.execute(
+            "select format('%I.%I', schemaname, tablename) from pg_tables"
+            " where schemaname = 'pgjobs'"
+        )
+    ]
+    assert "pgjobs.jobs" in tables
+    paths = ["/", "/jobs", "/jobs?state=failed&queue=mail&error=boom", f"/jobs/{job_id}"]
+    paths += ["/workers", "/health", "/metrics"]
+    with TestClient(dashboard.app(dsn, poll_interval=0), raise_server_exceptions=False) as client:
+        client.get("/jobs")  # the pool's connections open before the lock is taken
+        blocker = psycopg.connect(dsn)
+        blocker.execute(f"lock table {', '.join(tables)} in exclusive mode")
+        answers: dict[str, Any] = {}
+
+        def read(path: str) -> None:
+            answers[path] = client.get(path)
+
+        try:
+            for path in paths:
+                reader = threading.Thread(target=read, args=(path,))
+                reader.start()
+                reader.join(10)
+                assert path in answers, f"{path} waited on a lock"
+                assert answers[path].status_code == 200, path
+        finally:
+            blocker.rollback()
+            blocker.close()
 
 
 @pytest.mark.parametrize(
