@@ -346,7 +346,7 @@ def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(
             assert demo.wait(timeout=60) == 0
             with pytest.raises(urllib.error.URLError):  # the dashboard stopped with it
                 urllib.request.urlopen(url.group(1), timeout=5)
-            # And so did the embedded Postgres, which deleted its directory.
-            assert not Path(data_dir.group(1)).exists()
+            # And so did the embedded Postgres, which deleted its temporary directory.
+            assert not Path(data_dir.group(1)).parent.exists()
         finally:
             demo.kill()
