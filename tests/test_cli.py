@@ -306,7 +306,10 @@ def test_demo_on_a_given_database_keeps_to_its_own_schema(dsn: str) -> None:
 
 
 @pytest.mark.slow
-def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     log = tmp_path / "demo.log"
     environment = {k: v for k, v in os.environ.items() if k not in DSN_VARIABLES}
     with log.open("w") as out:
@@ -335,9 +338,15 @@ def test_demo_on_an_embedded_postgres_stays_up_for_its_commands(tmp_path: Path) 
                 page = response.read().decode()
             for queue in ("critical", "default", "low"):
                 assert f'<tr data-queue="{queue}">' in page
-            demo.send_signal(signal.SIGINT)
+            data_dir = re.search(r"^database: .*host=(\S+/pgdata)", output, re.M)
+            assert data_dir, output
+            assert Path(data_dir.group(1)).is_dir()
+            # Ctrl-C, or the SIGTERM of `timeout`, a service manager or `docker stop`.
+            demo.send_signal(stop)
             assert demo.wait(timeout=60) == 0
             with pytest.raises(urllib.error.URLError):  # the dashboard stopped with it
                 urllib.request.urlopen(url.group(1), timeout=5)
+            # And so did the embedded Postgres, which deleted its temporary directory.
+            assert not Path(data_dir.group(1)).parent.exists()
         finally:
             demo.kill()
