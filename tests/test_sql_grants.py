@@ -397,6 +397,11 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             f'{{"action": "cancel", "job_id": {job_id}, "attempt": 1}}',
             f'{{"action": "stop", "job_id": {job_id}}}',
             '{"action": "cancel"}',
+            # A job id no int can hold: int() raises OverflowError, not ValueError.
+            '{"action": "cancel", "job_id": 1e400}',
+            '{"action": "cancel", "job_id": -Infinity}',
+            '{"action": "cancel", "job_id": NaN}',
+            f'{{"action": "cancel", "job_id": {"9" * 5000}}}',
             "not json",
             "[" * 5000,
         ]
@@ -422,6 +427,7 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             await check
         assert state(job_id) == "running"
         assert job_id in worker._running
+        assert not worker._failed.is_set()
         release.set()
         await wait_until(
             lambda: state(job_id) == "completed", what="the job to complete", limit=20.0
