@@ -412,6 +412,8 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             with as_role(dsn, role) as conn:
                 for message in messages:
                     conn.execute("select pg_notify('pgjobs_control', %s)", (message,))
+                    # A wakeup only makes an idle worker claim: harmless, whatever it says.
+                    conn.execute("select pg_notify('pgjobs_wakeup', %s)", (message,))
         # Notifications reach the listener in commit order: once a marker sent after them
         # has been handled, so have they, and then the checks they started.
         handled = asyncio.Event()
