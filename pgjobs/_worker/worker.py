@@ -373,7 +373,7 @@ class Worker(Claimer):
         try:
             message = json.loads(payload)
             action, job_id = message.get("action"), int(message.get("job_id"))
-        except (ValueError, TypeError, AttributeError, RecursionError):
+        except Exception:  # ValueError, OverflowError (1e400), RecursionError, ...: the sender's
             log.warning("ignoring malformed control message %r", payload[:200])
             return
         run = self._running.get(job_id)
