@@ -333,7 +333,7 @@ class Worker(Claimer):
         self._threads.shutdown()
         self._joblog.flush(all=True)
         log.info(
-            "pgjobs worker %s stopped: %d jobs processed, %d failed attempts",
+            "pgjobs worker %s stopped: jobs processed %d, failed attempts %d",
             self.id,
             self.processed,
             self.failed,
