@@ -12,7 +12,11 @@ server (see ``python -m bench.insert_cost`` for that).
 * ``plain``: the ceiling's INSERT, ``conn.execute`` with two parameters;
 * ``psycopg``: ``job_insert_defaults`` sent by a kept psycopg cursor, as pgjobs does,
   with the parameters built by hand: what psycopg and libpq cost on their own;
-* ``pgjobs``: ``pgjobs.enqueue(conn, Task(kind, payload))``.
+* ``pgjobs``: ``pgjobs.enqueue(conn, Task(kind, payload))``;
+* ``client``, ``async_client``: ``Client.enqueue(Task(kind, payload))`` on its own pool of
+  one connection, and ``AsyncClient``'s, awaited in one coroutine (the paths the README
+  shows: the pool's checkout and return, and for the async client the event loop's
+  wait for the socket, are what they add).
 
 Nothing here is part of the benchmark table; it is a profile to read beside it.
 
@@ -26,6 +30,7 @@ it; what it catches is work added to pgjobs' own enqueue path.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -40,7 +45,7 @@ from bench.systems import get
 from pgjobs import _queries
 from pgjobs.task import Task
 
-WAYS = ("plain", "psycopg", "pgjobs")
+WAYS = ("plain", "psycopg", "pgjobs", "client", "async_client")
 #: Where --check finds, and --update writes, the kept ratio.
 KEPT = Path(__file__).with_name("client_cost.json")
 #: How much the ratio may grow before --check fails.
@@ -67,10 +72,24 @@ def _enqueuer(way: str, conn: psycopg.Connection[Any]) -> Any:
 
 def child(way: str, dsn: str, calls: int) -> None:
     """Enqueue *calls* jobs *way* (what valgrind runs)."""
+    if way == "client":
+        with pgjobs.Client(dsn, max_connections=1) as client:
+            for i in range(calls):
+                client.enqueue(Task("noop", {"seq": i}))
+        return
+    if way == "async_client":
+        asyncio.run(_async_client(dsn, calls))
+        return
     with psycopg.connect(dsn, autocommit=True) as conn:
         enqueue = _enqueuer(way, conn)
         for i in range(calls):
             enqueue(i)
+
+
+async def _async_client(dsn: str, calls: int) -> None:
+    async with pgjobs.AsyncClient(dsn, max_connections=1) as client:
+        for i in range(calls):
+            await client.enqueue(Task("noop", {"seq": i}))
 
 
 def instructions(way: str, dsn: str, calls: int) -> int:
@@ -140,7 +159,7 @@ def main() -> int:
         for way in WAYS:
             short = instructions(way, dsn, args.calls)
             long = instructions(way, dsn, args.calls + extra)
-            print(f"  {way:8} {(long - short) / extra:9,.0f}")
+            print(f"  {way:12} {(long - short) / extra:9,.0f}")
     return 0
 
 

@@ -344,8 +344,8 @@ def psycopg_connection(conn: Any) -> Any:
     if isinstance(driver, psycopg.Connection):
         return driver
     raise TypeError(
-        f"cannot enqueue through {type(conn).__name__} here: pass a psycopg 3 connection, or "
-        "a SQLAlchemy connection/session or Django connection that uses psycopg 3"
+        "this function needs psycopg 3: pass a psycopg 3 connection, or a SQLAlchemy "
+        f"connection/session or Django connection that uses psycopg 3, not a {type(conn).__name__}"
     )
 
 

@@ -15,9 +15,10 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from ._text import clean, escape_json
 from .errors import ConfigurationError
 
-__all__ = ["FORMATS", "JsonFormatter", "configure"]
+__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "configure", "formatter"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
@@ -32,6 +33,24 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "taskName",
 }
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines whose control characters are escapes: a line names job kinds
+    and quotes errors, data from whoever can enqueue, and an escape sequence in one must
+    not run in the terminal that shows the log. A message stays on one line; a traceback
+    keeps its line breaks."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return clean(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The traceback and stack come after the message, and the traceback may be one
+        # another handler's formatter cached on the record (exc_text): escaped here.
+        return clean(super().format(record), lines=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +69,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return escape_json(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    """The formatter of a log *fmt* (one of ``FORMATS``)."""
+    return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
 def configure(level: str | int = "INFO", fmt: str | None = None) -> None:
@@ -64,7 +88,7 @@ def configure(level: str | int = "INFO", fmt: str | None = None) -> None:
             + ("" if fmt else f" (from ${FORMAT_ENV})")
         )
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(formatter(chosen))
     logging.basicConfig(level=level, handlers=[handler])
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
@@ -389,9 +387,7 @@ def wrong_connection(conn: Any, *, sync: bool, wrong_face: bool, entry: str | No
     reverse), the function to call instead."""
     got = f"{type(conn).__module__}.{type(conn).__qualname__}"
     if entry is None:
-        entry = _admin_caller(sys._getframe(1))
-        if entry is None:
-            return TypeError(f"expected {ACCEPTED[sync]}; got a {got}")
+        return TypeError(f"expected {ACCEPTED[sync]}; got a {got}")
     advice = ""
     if wrong_face:
         twin = _twin(entry, to_async=sync)
@@ -400,17 +396,6 @@ def wrong_connection(conn: Any, *, sync: bool, wrong_face: bool, entry: str | No
         else:
             advice = f"; use {twin}() for this connection"
     return TypeError(f"{entry}() takes {ACCEPTED[sync]}, not a {got}{advice}")
-
-
-def _admin_caller(frame: FrameType | None) -> str | None:
-    """The public pgjobs.admin function on the stack, if any: admin's functions do not
-    name themselves to the runner yet."""
-    while frame is not None:
-        name = frame.f_code.co_qualname
-        if frame.f_globals.get("__name__") == "pgjobs.admin" and not name.startswith("_"):
-            return f"pgjobs.admin.{name}"
-        frame = frame.f_back
-    return None
 
 
 def _resolve(dotted: str) -> Any:

@@ -225,18 +225,19 @@ def _faces(
     and drives the operation with its face's runner. The no_data_found error of the
     schema's functions (an unknown job, or queue) becomes *missing*."""
     name = build.__name__.removeprefix("_")
+    entry = f"pgjobs.admin.{name}"
 
     def sync(conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         op = build(*args, **kwargs)
         try:
-            return run(psycopg_connection(conn), op)
+            return run(psycopg_connection(conn), op, entry)
         except psycopg.errors.NoDataFound as exc:
             raise missing(exc.diag.message_primary or str(exc)) from exc
 
     async def asynchronous(conn: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
         op = build(*args, **kwargs)
         try:
-            return await run_async(await _async_psycopg(conn), op)
+            return await run_async(await _async_psycopg(conn, f"{entry}_async"), op)
         except psycopg.errors.NoDataFound as exc:
             raise missing(exc.diag.message_primary or str(exc)) from exc
 
@@ -246,9 +247,7 @@ def _faces(
 def _public(face: F, name: str, build: Callable[..., Any]) -> F:
     """*face* as the public function *name* of this module, documented as *build* is.
 
-    Its code is renamed too: tracebacks then show ``why``, and a connection of the wrong
-    face is refused with advice naming ``why`` and ``why_async`` (pgjobs._ops finds the
-    function called by the code names on the stack)."""
+    Its code is renamed too, so that tracebacks show ``why``."""
     function = cast(FunctionType, face)
     function.__code__ = function.__code__.replace(co_name=name, co_qualname=name)
     function.__name__ = function.__qualname__ = name
@@ -263,14 +262,14 @@ def _public(face: F, name: str, build: Callable[..., Any]) -> F:
     return face
 
 
-async def _async_psycopg(conn: Any) -> psycopg.AsyncConnection[Any]:
+async def _async_psycopg(conn: Any, entry: str) -> psycopg.AsyncConnection[Any]:
     """The psycopg ``AsyncConnection`` under *conn*: a SQLAlchemy ``AsyncConnection`` on
     psycopg is unwrapped; other drivers are refused, as :func:`psycopg_connection` does."""
     if isinstance(conn, psycopg.AsyncConnection):
         return conn
     from ._drivers import async_driver
 
-    driver = await async_driver(conn)  # refuses a sync connection, naming the sync face
+    driver = await async_driver(conn, entry)  # refuses a sync connection, naming the sync face
     if isinstance(driver, psycopg.AsyncConnection):
         return driver
     raise TypeError(

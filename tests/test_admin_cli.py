@@ -484,6 +484,8 @@ def test_enqueue_reads_the_payload_from_stdin(run, db, monkeypatch) -> None:
         (["enqueue", " ", "{}"], "kind must not be empty"),
         (["enqueue", "a", "{}", "--run-at", "tomorrow"], "is not an ISO 8601 time"),
         (["enqueue", "a", "{}", "--run-at", "2999-01-01T06:00:00"], "timezone-aware"),
+        # Year 10000 in UTC: no datetime could read it back.
+        (["enqueue", "a", "{}", "--run-at", "9999-12-31T23:59:00-12:00"], "run_at must be from"),
     ],
 )
 def test_enqueue_refuses_bad_input_in_one_line(run, db, argv: list[str], message: str) -> None:

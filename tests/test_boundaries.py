@@ -169,8 +169,16 @@ def slip_in(db: psycopg.Connection[Any], run_at: str) -> int:
 
 
 @pytest.mark.parametrize("run_at", ["10000-01-01 00:00+00", "4713-01-01 00:00+00 BC"])
-def test_reads_survive_a_time_no_datetime_can_hold(dsn, db, run_at: str) -> None:
+async def test_reads_survive_a_time_no_datetime_can_hold(capsys, dsn, db, run_at: str) -> None:
+    from pgjobs.cli import main
+
     job_id = slip_in(db, run_at)
+    for argv in (["jobs", "list"], ["jobs", "show", str(job_id)], ["why", str(job_id)]):
+        assert main([*argv, "--dsn", dsn]) == 0, capsys.readouterr().err
+        assert str(job_id) in capsys.readouterr().out
+    async with pgjobs.AsyncClient(dsn) as aclient:
+        assert (await aclient.get(job_id)).run_at in (RUN_AT_MIN, RUN_AT_MAX - US)
+        assert (await aclient.wait(job_id, timeout=5)).state == "cancelled"
     db.execute("set timezone = 'Pacific/Kiritimati'")  # UTC+14: the furthest from UTC
     job = admin.get_job(db, job_id)
     assert job.run_at in (RUN_AT_MIN, RUN_AT_MAX - US)

@@ -114,3 +114,51 @@ def test_ordinary_unicode_is_printed_as_it_is(capsys, dsn, db) -> None:
     out = capsys.readouterr().out
     assert "größe" in out
     assert "emoji-😀-ä" in out
+
+
+async def test_the_workers_log_lines_escape_what_came_from_the_database(
+    dsn, db, running, caplog
+) -> None:
+    """`pgjobs worker` prints log lines that name a job's kind and quote its error: as
+    text or JSON (the formatters `python -m pgjobs` installs), no control character in
+    them reaches the terminal, and a text line stays one line (a traceback keeps its own)."""
+    import pgjobs
+    from pgjobs._logging import formatter
+    from tests.test_worker import make_config, wait_until
+
+    server = pgjobs.Server()
+
+    @server.handler("boom")
+    def boom(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        raise ValueError("bad " + task.payload["text"])
+
+    failing = db.execute(
+        "insert into pgjobs.jobs (kind, payload, max_retry) values"
+        " ('boom', %s, 0), (%s, '{}', 0) returning id",
+        (Jsonb({"text": EVIL}), "k" + EVIL),
+    ).fetchall()
+    caplog.set_level("DEBUG", logger="pgjobs")
+    await running(server, make_config(dsn))
+    await wait_until(
+        lambda: (
+            db.execute(
+                "select count(*) from pgjobs.jobs where state = 'failed' and id = any(%s)",
+                ([job_id for (job_id,) in failing],),
+            ).fetchone()
+            == (2,)
+        ),
+        what="both jobs failed",
+    )
+    text, json_lines = formatter("text"), formatter("json")
+    hostile = [r for r in caplog.records if "pwned" in r.getMessage()]
+    assert len(hostile) >= 2, [r.getMessage() for r in caplog.records]
+    for record in caplog.records:
+        line = text.format(record)
+        assert raw_controls(line) == [], line
+        if not record.exc_info:
+            assert "\n" not in line, line
+        assert raw_controls(json_lines.format(record)) == []
+        assert "\n" not in json_lines.format(record)
+    shown = "\n".join(text.format(record) for record in hostile)
+    assert "kx\\x1b]0;pwned\\x07\\x1b[2J\\n\\r\\x9b\\u2028\\u202ey" in shown
+    assert "bad x\\x1b]0;pwned" in shown

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -258,6 +259,43 @@ def test_health_page_answers_while_the_checks_are_blocked(dsn, db) -> None:
     assert "Checked at" in page
 
 
+def test_no_page_waits_on_a_lock_a_worker_could_hold(dsn, db) -> None:
+    """The pages take only a plain read's lock (ACCESS SHARE), which conflicts with no
+    insert, claim or update: they answer while another transaction holds EXCLUSIVE on
+    every pgjobs table, a lock that stops any row lock or write but no plain read."""
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a", queue="mail"))
+    fail(db, job_id, "boom")
+    tables = [
+        row[0]
+        for row in db.execute(
+            "select format('%I.%I', schemaname, tablename) from pg_tables"
+            " where schemaname = 'pgjobs'"
+        )
+    ]
+    assert "pgjobs.jobs" in tables
+    paths = ["/", "/jobs", "/jobs?state=failed&queue=mail&error=boom", f"/jobs/{job_id}"]
+    paths += ["/workers", "/health", "/metrics"]
+    with TestClient(dashboard.app(dsn, poll_interval=0), raise_server_exceptions=False) as client:
+        client.get("/jobs")  # the pool's connections open before the lock is taken
+        blocker = psycopg.connect(dsn)
+        blocker.execute(f"lock table {', '.join(tables)} in exclusive mode")
+        answers: dict[str, Any] = {}
+
+        def read(path: str) -> None:
+            answers[path] = client.get(path)
+
+        try:
+            for path in paths:
+                reader = threading.Thread(target=read, args=(path,))
+                reader.start()
+                reader.join(10)
+                assert path in answers, f"{path} waited on a lock"
+                assert answers[path].status_code == 200, path
+        finally:
+            blocker.rollback()
+            blocker.close()
+
+
 @pytest.mark.parametrize(
     ("path", "status", "says"),
     [
@@ -267,6 +305,10 @@ def test_health_page_answers_while_the_checks_are_blocked(dsn, db) -> None:
         ("/jobs?state=exploded", 400, "unknown job state"),
         ("/jobs?limit=100000", 400, "limit is a number of jobs from 1 to 200"),
         ("/jobs?limit=-1", 400, "limit is a number"),
+        ("/jobs?limit=%C2%B2", 400, "limit is a number"),  # '²' is a digit to str.isdigit
+        ("/jobs?kind=a%00b", 400, "kind has a NUL character"),
+        ("/jobs?queue=%00", 400, "queue has a NUL character"),
+        ("/jobs?error=%00", 400, "error has a NUL character"),
         ("/jobs?before=99999999999999999999999", 400, "a job id is a positive integer"),
         ("/jobs?since=yesterday", 400, "is not a date and time"),
         ("/jobs?colour=red", 400, "unknown filter"),
@@ -279,6 +321,21 @@ def test_bad_input_gets_a_clear_4xx_page(client, path: str, status: int, says: s
     page = client.get(path)
     assert page.status_code == status
     assert says in page.text.replace("&#39;", "'")
+    assert "Traceback" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "says"),
+    [
+        ("/queues/pause", {"queue": "a\x00b"}, "queue has a NUL character"),
+        ("/jobs/retry", {"kind": "\x00"}, "kind has a NUL character"),
+        ("/jobs/retry", {"limit": "\u00b2"}, "limit is a number"),
+    ],
+)
+def test_a_bad_form_gets_a_clear_4xx_page(client, path: str, form: dict[str, str], says) -> None:
+    page = client.post(path, data={"csrf": csrf_of(client, "/jobs"), **form})
+    assert page.status_code == 400
+    assert says in page.text
     assert "Traceback" not in page.text
 
 
@@ -463,6 +520,51 @@ def test_the_cli_refuses_a_public_address_without_a_token(dsn, capsys, monkeypat
     err = capsys.readouterr().err
     assert "refusing to serve the dashboard on 0.0.0.0 without a token" in err
     assert "PGJOBS_DASHBOARD_TOKEN" in err
+
+
+def test_the_cli_binds_loopback_unless_told_and_takes_the_token_from_the_environment(
+    dsn, db, capsys, monkeypatch
+) -> None:
+    uvicorn = pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda application, **kw: served.append({"app": application, **kw})
+    )
+    monkeypatch.delenv("PGJOBS_DASHBOARD_TOKEN", raising=False)
+    assert main(["dashboard", "--dsn", dsn]) == 0
+    assert (served[0]["host"], served[0]["port"]) == ("127.0.0.1", 8080)
+    assert "pgjobs dashboard: http://127.0.0.1:8080/ on " in capsys.readouterr().out
+    monkeypatch.setenv("PGJOBS_DASHBOARD_TOKEN", "from-env")
+    assert main(["dashboard", "--dsn", dsn, "--host", "0.0.0.0"]) == 0
+    assert served[1]["host"] == "0.0.0.0"
+    pgjobs.enqueue(db, pgjobs.Task("env-kind"))
+    with TestClient(served[1]["app"], raise_server_exceptions=False) as client:
+        assert client.get("/jobs").status_code == 401
+        bearer = {"authorization": "Bearer from-env"}
+        assert "env-kind" in client.get("/jobs", headers=bearer).text
+
+
+def test_with_a_token_a_change_still_needs_same_origin_and_csrf(dsn, db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    bearer = {"authorization": "Bearer s3cret"}
+    with TestClient(dashboard.app(dsn, token="s3cret", poll_interval=0)) as client:
+        csrf = re.search(
+            r'name="csrf" value="([0-9a-f]+)"', client.get("/jobs", headers=bearer).text
+        )
+        assert csrf
+        no_csrf = client.post(f"/jobs/{job_id}/cancel", headers=bearer)
+        assert no_csrf.status_code == 403
+        assert "CSRF" in no_csrf.text
+        elsewhere = client.post(
+            f"/jobs/{job_id}/cancel",
+            data={"csrf": csrf.group(1)},
+            headers=bearer | {"origin": "https://evil.example"},
+        )
+        assert elsewhere.status_code == 403
+        assert state_of(db, job_id) == "available"
+        done = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf.group(1)}, headers=bearer)
+        assert done.status_code == 200
+        assert state_of(db, job_id) == "cancelled"
 
 
 @pytest.mark.parametrize(

@@ -334,6 +334,70 @@ async def test_handler_connections_are_bounded_by_the_pool_not_by_concurrency(
     assert "all 3 of handler_pool_size are in use" in caplog.text
 
 
+async def test_sync_and_async_handlers_each_have_a_pool_of_handler_pool_size(
+    dsn, db, running
+) -> None:
+    """The connection budget docs/worker.md gives: a worker whose sync and async handlers
+    both use ctx.transaction() holds up to handler_pool_size connections for each kind,
+    twice handler_pool_size in all, and never more; the rest of its handlers wait."""
+    name = "pgjobs-two-pools-test"
+    size = 3
+    jobs = pgjobs.enqueue_many(db, [pgjobs.Task(k) for k in ("sync", "async") for _ in range(6)])
+    inside_sync = threading.Semaphore(0)
+    inside_async = asyncio.Semaphore(0)
+    proceed, proceed_async = threading.Event(), asyncio.Event()
+    server = pgjobs.Server()
+
+    @server.handler("sync")
+    def sync(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with ctx.transaction() as conn:
+            conn.execute("select 1")
+            inside_sync.release()
+            proceed.wait(30)
+
+    @server.handler("async")
+    async def in_async(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        async with ctx.atransaction() as conn:
+            await conn.execute("select 1")
+            inside_async.release()
+            await proceed_async.wait()
+
+    def connections() -> int:
+        row = db.execute(
+            "select count(*) from pg_stat_activity where application_name = %s", (name,)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    worker_dsn = psycopg.conninfo.make_conninfo(dsn, application_name=name)
+    await running(server, make_config(worker_dsn, concurrency=12, handler_pool_size=size))
+    for _ in range(size):
+        await asyncio.to_thread(inside_sync.acquire, timeout=30)
+        await asyncio.wait_for(inside_async.acquire(), 30)
+    worker = server.worker
+    assert worker is not None
+    pools = worker._transactions._sync_pool, worker._transactions._async_pool  # type: ignore[union-attr]
+    assert None not in pools
+    await wait_until(
+        lambda: all(pool.get_stats().get("requests_waiting", 0) == 6 - size for pool in pools),
+        what="the handlers beyond each pool's size waiting",
+    )
+    assert [pool.get_stats()["pool_size"] for pool in pools] == [size, size]
+    assert not inside_sync.acquire(timeout=0.2)
+    assert inside_async.locked()
+    own = 3 if worker.config.listen else 2
+    assert 2 * size <= connections() <= own + 2 * size
+    proceed.set()
+    proceed_async.set()
+    await wait_until(
+        lambda: (
+            db.execute("select count(*) from pgjobs.jobs where id = any(%s)", [jobs]).fetchone()
+            == (0,)
+        ),
+        what="every job to complete",
+    )
+
+
 def test_transaction_outside_a_worker_is_refused() -> None:
     ctx = pgjobs.Context(1, "k", "default", 1, 0, 10.0)
     with pytest.raises(RuntimeError, match="worker"):

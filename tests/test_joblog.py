@@ -98,6 +98,30 @@ async def test_each_job_gets_a_line_with_its_fields(dsn, db, running, caplog) ->
     assert "raise ValueError" in entry["error"]
 
 
+async def test_a_retried_attempt_is_a_warning_with_the_error(dsn, db, running, caplog) -> None:
+    """An attempt that fails and will run again: WARNING, its exception type and message
+    and the delay, no traceback at INFO; the next attempt's success at INFO."""
+    caplog.set_level(logging.INFO, logger="pgjobs.jobs")
+    server = pgjobs.Server()
+
+    @server.handler("flaky", backoff=lambda attempt, error: 0)
+    async def flaky(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        if ctx.attempt == 1:
+            raise ConnectionError("smtp down")
+
+    job_id = pgjobs.enqueue(db, pgjobs.Task("flaky", max_retry=1))
+    config = make_config(dsn, completed_retention=None, poll_interval=0.2)
+    await running(server, config)
+    await wait_for_state(db, job_id, "completed")
+    retried, done = [r for r in caplog.records if r.name == "pgjobs.jobs"]
+    assert retried.levelno == logging.WARNING
+    assert retried.getMessage().startswith(f"job {job_id} (flaky) attempt 1 failed after ")
+    assert retried.getMessage().endswith(", retry in 0s: ConnectionError: smtp down")
+    assert (retried.outcome, retried.attempt, retried.retry_in) == ("retry", 1, 0)  # type: ignore[attr-defined]
+    assert retried.exc_info is None
+    assert (done.levelno, done.outcome, done.attempt) == (logging.INFO, "completed", 2)  # type: ignore[attr-defined]
+
+
 async def test_the_traceback_comes_at_debug(dsn, db, running, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="pgjobs.jobs")
     server = pgjobs.Server()

@@ -136,6 +136,41 @@ async def test_wakeups_and_polls_are_told_apart(dsn, db, running) -> None:
     assert sample(observer, "pgjobs_idle_waits_total", ended_by="wakeup") >= 1
 
 
+async def test_handlers_waiting_for_a_connection_are_counted(dsn, db, running) -> None:
+    """Three handlers in ctx.transaction() with handler_pool_size 1: two wait for the
+    connection, and the metrics say how many waited and for how long."""
+    import threading
+
+    server = pgjobs.Server()
+    observer = metrics.PrometheusObserver()
+    server.observer = observer
+    proceed = threading.Event()
+
+    @server.handler("tx")
+    def tx(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        with ctx.transaction() as conn:
+            conn.execute("select 1")
+            proceed.wait(30)
+
+    assert sample(observer, "pgjobs_handler_connection_waits_total") == 0
+    await running(server, make_config(dsn, concurrency=3, handler_pool_size=1))
+    pgjobs.enqueue_many(db, [pgjobs.Task("tx") for _ in range(3)])
+    worker = server.worker
+    assert worker is not None
+
+    def waiting() -> int:
+        pool = worker._transactions._sync_pool if worker._transactions else None
+        return pool.get_stats().get("requests_waiting", 0) if pool else 0
+
+    await wait_until(lambda: waiting() == 2, "two handlers waiting for the connection")
+    await asyncio.sleep(0.1)  # longer than a wait the worker leaves uncounted
+    proceed.set()
+    await wait_until(
+        lambda: sample(observer, "pgjobs_handler_connection_waits_total") == 2, "two waits"
+    )
+    assert sample(observer, "pgjobs_handler_connection_wait_seconds_total") >= 0.2
+
+
 async def test_the_leader_alone_reports_queue_depth(dsn, db, running) -> None:
     server = pgjobs.Server()
     observer = metrics.PrometheusObserver()

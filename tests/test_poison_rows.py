@@ -50,6 +50,10 @@ DECODABLE = {
     "nested 500 deep": nested(500),
 }
 
+#: Errors columns (JSON text) of shapes pgjobs never writes, which the table admits: the
+#: job runs, with the value as its ctx.errors.
+ODD_ERRORS = ["5", '"s"', '{"attempt": 1}', '[1, null, "x"]', '[{"attempt": "one", "at": 5}]']
+
 #: Payloads Postgres refuses, so no row can hold them.
 REFUSED_BY_POSTGRES = ['"\\ud800"', '"\\udc00"', '"\\ud800x"', '"\\u0000"']
 
@@ -127,6 +131,8 @@ async def test_poison_rows_fail_alone_and_the_batch_runs(dsn, db, running) -> No
     for payload in DECODABLE.values():
         innocent.append(enqueue_sql(db, "innocent", "{}"))
         odd[enqueue_sql(db, "odd", payload)] = payload
+    for errors in ODD_ERRORS:
+        innocent.append(insert(db, "innocent", "{}", errors))
     big = '"' + "x" * 3_000_000 + '"'  # over the function's limit: only the table takes it
     odd[insert(db, "odd", big)] = big
     # Errors of earlier attempts are decoded per row too.

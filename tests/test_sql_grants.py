@@ -132,6 +132,9 @@ def test_the_enqueuer_can_enqueue_every_way_with_tracing_on(dsn, db, granted) ->
         "select pgjobs.pause_queue('default')",
         "select pgjobs.purge_finished('0 s')",
         "insert into pgjobs.jobs (kind, worker_id) values ('x', gen_random_uuid())",
+        "insert into pgjobs.jobs (kind, attempt) values ('x', 25)",
+        "insert into pgjobs.jobs (kind, lease_expires_at) values ('x', now() + interval '1 day')",
+        "insert into pgjobs.jobs (kind, errors) values ('x', '[]')",
         "insert into pgjobs.queues (name, paused_at) values ('default', now())",
         "delete from pgjobs.workers",
     ],
@@ -397,6 +400,11 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             f'{{"action": "cancel", "job_id": {job_id}, "attempt": 1}}',
             f'{{"action": "stop", "job_id": {job_id}}}',
             '{"action": "cancel"}',
+            # A job id no int can hold: int() raises OverflowError, not ValueError.
+            '{"action": "cancel", "job_id": 1e400}',
+            '{"action": "cancel", "job_id": -Infinity}',
+            '{"action": "cancel", "job_id": NaN}',
+            f'{{"action": "cancel", "job_id": {"9" * 5000}}}',
             "not json",
             "[" * 5000,
         ]
@@ -404,6 +412,8 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             with as_role(dsn, role) as conn:
                 for message in messages:
                     conn.execute("select pg_notify('pgjobs_control', %s)", (message,))
+                    # A wakeup only makes an idle worker claim: harmless, whatever it says.
+                    conn.execute("select pg_notify('pgjobs_wakeup', %s)", (message,))
         # Notifications reach the listener in commit order: once a marker sent after them
         # has been handled, so have they, and then the checks they started.
         handled = asyncio.Event()
@@ -422,6 +432,7 @@ async def test_forged_control_messages_do_not_cancel_a_running_job(
             await check
         assert state(job_id) == "running"
         assert job_id in worker._running
+        assert not worker._failed.is_set()
         release.set()
         await wait_until(
             lambda: state(job_id) == "completed", what="the job to complete", limit=20.0

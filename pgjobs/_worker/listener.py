@@ -90,10 +90,15 @@ class Listener:
                     self.ready.clear()
 
     def _dispatch(self, note: psycopg.Notify) -> None:
-        if note.channel == self._wakeup:
-            self._on_wakeup(note.payload)
-        else:
-            self._on_control(note.payload)
+        # Anyone who can log in may NOTIFY: no payload may end the listener (and with it
+        # the worker), whatever a handler of it fails to foresee.
+        try:
+            if note.channel == self._wakeup:
+                self._on_wakeup(note.payload)
+            else:
+                self._on_control(note.payload)
+        except Exception:
+            log.exception("ignoring notification on %s %r", note.channel, note.payload[:200])
 
     async def _hears_itself(self, conn: psycopg.AsyncConnection[psycopg.rows.TupleRow]) -> bool:
         """Send a notification from another connection; True if it reaches *conn*."""

@@ -79,8 +79,10 @@ class JobTransactions:
         self._lock = threading.Lock()
         self._sync_pool: ConnectionPool[Any] | None = None
         self._async_pool: AsyncConnectionPool[Any] | None = None
-        #: How many times a handler waited for a connection (see WAIT_NOTICED).
+        #: How many times a handler waited for a connection (see WAIT_NOTICED), and the
+        #: seconds those waits took in all: pgjobs_handler_connection_wait* in metrics.py.
         self.waits = 0
+        self.waited = 0.0
         self._unlogged_waits = 0
         self._longest_unlogged = 0.0
         self._logged_at = -WAIT_LOG_INTERVAL
@@ -97,6 +99,7 @@ class JobTransactions:
             return
         with self._lock:
             self.waits += 1
+            self.waited += waited
             self._unlogged_waits += 1
             self._longest_unlogged = max(self._longest_unlogged, waited)
             now = time.monotonic()

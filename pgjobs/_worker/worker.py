@@ -72,6 +72,10 @@ log = logging.getLogger("pgjobs.worker")
 #: Names the host in the workers table instead of the machine's host name, where that
 #: one says nothing (every container of a pod, say, or processes grouped by hand).
 HOST_VARIABLE = "PGJOBS_WORKER_HOST"
+#: How long a stopping worker waits for the handlers it cancelled to return: long enough
+#: for one that checks its context to clean up, short enough that a handler ignoring it
+#: adds little to a stop.
+CANCEL_GRACE = 1.0
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any], synchronous_commit: bool) -> None:
@@ -284,12 +288,12 @@ class Worker(Claimer):
             claim_loop.cancel()
         if self._running:
             log.info("waiting up to %.1fs for %d running jobs", timeout, len(self._running))
-            idle = asyncio.ensure_future(self._idle.wait())
-            abort = asyncio.ensure_future(self._abort.wait())
-            await asyncio.wait([idle, abort], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            idle.cancel()
-            abort.cancel()
+            await self._wait_idle(timeout)
         released = self._cancel_unfinished()
+        if released:
+            # Their jobs are given back whatever they do now; this only keeps the process
+            # (and a sync handler's daemon thread) alive while they unwind.
+            await self._wait_idle(CANCEL_GRACE)
         assert self._completer is not None
         assert self._pool is not None
         self._completer.close()
@@ -335,6 +339,15 @@ class Worker(Claimer):
             self.failed,
         )
 
+    async def _wait_idle(self, timeout: float) -> None:
+        """Wait up to *timeout* seconds for every running handler to return, or for a
+        second stop signal."""
+        idle = asyncio.ensure_future(self._idle.wait())
+        abort = asyncio.ensure_future(self._abort.wait())
+        await asyncio.wait([idle, abort], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        abort.cancel()
+
     def _cancel_unfinished(self) -> list[tuple[int, int]]:
         released = []
         for run in list(self._running.values()):
@@ -360,7 +373,7 @@ class Worker(Claimer):
         try:
             message = json.loads(payload)
             action, job_id = message.get("action"), int(message.get("job_id"))
-        except (ValueError, TypeError, AttributeError, RecursionError):
+        except Exception:  # ValueError, OverflowError (1e400), RecursionError, ...: the sender's
             log.warning("ignoring malformed control message %r", payload[:200])
             return
         run = self._running.get(job_id)

@@ -1,10 +1,10 @@
 """What the operator commands share: a database connection, terminal tables, times, JSON.
 
 Everything a command prints that came from the database goes through :func:`clean` (or
-:func:`json_text`): a queue, kind, error or payload is written by whoever can enqueue,
-and printed raw an escape sequence in it would run in the operator's terminal (set the
-window title, clear the screen, hide text). Control characters are shown as escapes
-instead; other Unicode is printed as it is.
+:func:`json_text`), from :mod:`pgjobs._text`: a queue, kind, error or payload is written
+by whoever can enqueue, and printed raw an escape sequence in it would run in the
+operator's terminal (set the window title, clear the screen, hide text). Control
+characters are shown as escapes instead; other Unicode is printed as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import shutil
 import sys
 import textwrap
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -31,6 +30,7 @@ from psycopg.types.json import JsonbLoader
 from .. import admin
 from .._ops import MISSING_OBJECT, schema_error
 from .._pooler import pooled
+from .._text import clean, escape_json
 from ..errors import InvalidArgumentError
 from ..task import MAX_SECONDS
 from ._common import add_database_options, dsn_from, schema_from
@@ -152,44 +152,9 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
             raise schema_error(exc, schema) from exc
 
 
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-#: Bidirectional embeddings, overrides and isolates: they reorder the text around them.
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _unsafe(char: str) -> bool:
-    """A character a terminal acts on instead of showing: C0 and C1 controls and DEL
-    (category Cc), line and paragraph separators, and bidirectional controls."""
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def clean(value: object, *, lines: bool = False) -> str:
-    """*value* as text safe to print on a terminal: control characters as escapes
-    (``\\x1b``, ``\\n``, ``\\x9b``). With *lines*, line breaks are kept (a traceback
-    stays readable) and every other control character is escaped."""
-    text = str(value)
-    if text.isprintable():  # nearly always: nothing to look at character by character
-        return text
-    if lines:
-        return "\n".join(clean(line) for line in text.split("\n"))
-    return "".join(_escape(char) if _unsafe(char) else char for char in text)
-
-
 def json_text(value: Any, *, indent: int | None = 2) -> str:
-    """*value* as JSON safe to print: json escapes C0 controls in strings itself (the
-    line breaks left are the layout's); the rest of what :func:`clean` escapes can only
-    stand inside a string, where ``\\uXXXX`` is valid."""
-    text = json.dumps(jsonable(value), indent=indent, ensure_ascii=False)
-    if text.isascii():
-        return text
-    return "".join(
-        f"\\u{ord(char):04x}" if char > "\x7e" and _unsafe(char) else char for char in text
-    )
+    """*value* as JSON safe to print (see :func:`pgjobs._text.escape_json`)."""
+    return escape_json(json.dumps(jsonable(value), indent=indent, ensure_ascii=False))
 
 
 class _TolerantJsonbLoader(JsonbLoader):

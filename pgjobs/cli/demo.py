@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import random
 import shlex
+import signal
 import socket
 import sys
 import threading
@@ -247,7 +248,31 @@ def _keep_up_until_interrupted() -> None:
         print("stopping the database")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (from `timeout`, a service manager, `docker stop`) ends the demo the way
+    Ctrl-C does. Its default action kills the process before any cleanup runs, which
+    would leave the embedded Postgres running and its directory behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
+    with _sigterm_as_ctrl_c():
+        return _run_demo(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     with _database(args.dsn) as dsn:
         print(f"database: {redact(dsn)}")
         migrate.upgrade(dsn, schema=SCHEMA)

@@ -30,7 +30,7 @@ from .._dsn import redact, resolve_dsn
 from .._queries import DEFAULT_SCHEMA
 from ..errors import InvalidArgumentError, JobNotFoundError, QueueNotFoundError
 from ..job import JobState, parse_id
-from ._data import COUNT_CAP, MAX_BULK, JobFilter, Store, Throughput
+from ._data import COUNT_CAP, MAX_BULK, JobFilter, Store, Throughput, check_text
 from ._guard import CSRF_COOKIE, SESSION_COOKIE, Guard
 
 __all__ = ["app"]
@@ -401,6 +401,10 @@ class _Pages:
         queue = form.get("queue", "")
         if not queue:
             raise HTTPException(400, "Which queue? The form has no queue.")
+        try:
+            check_text("queue", queue)
+        except InvalidArgumentError as exc:
+            raise HTTPException(400, str(exc)) from exc
         function = self.store.pause if action == "pause" else self.store.resume
         await self._call(function, queue)
         log.info("pgjobs dashboard: %s queue %r", action, queue)

@@ -38,6 +38,7 @@ __all__ = [
     "QueueCounts",
     "Store",
     "Throughput",
+    "check_text",
 ]
 
 #: Most jobs on one page of the list, and most jobs one bulk retry touches.
@@ -79,8 +80,7 @@ class JobFilter:
                 f"unknown job state {state!r}: use one of {', '.join(JobState)}"
             )
         for name in ("queue", "kind", "error"):
-            if len(text[name] or "") > _MAX_TEXT:
-                raise InvalidArgumentError(f"{name} is longer than {_MAX_TEXT} characters")
+            check_text(name, text[name])
         return cls(
             state=state,
             queue=text["queue"],
@@ -104,6 +104,18 @@ class JobFilter:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+def check_text(name: str, value: str | None) -> None:
+    """InvalidArgumentError for a name or search text no job can hold: longer than a
+    queue or kind name may be, or with a NUL character (a Postgres text never has one;
+    psycopg refuses to send it)."""
+    if value is None:
+        return
+    if len(value) > _MAX_TEXT:
+        raise InvalidArgumentError(f"{name} is longer than {_MAX_TEXT} characters")
+    if "\x00" in value:
+        raise InvalidArgumentError(f"{name} has a NUL character")
+
+
 def _parse_since(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -120,7 +132,8 @@ def _parse_since(text: str | None) -> datetime | None:
 def _parse_limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    # isascii: str.isdigit also accepts digits int() refuses, such as '²'.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
         raise InvalidArgumentError(f"limit is a number of jobs from 1 to {MAX_PAGE}, not {text!r}")
     return int(text)
 
