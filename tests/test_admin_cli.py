@@ -20,6 +20,7 @@ import pytest
 import pgjobs
 import pgjobs.testing
 from pgjobs import admin
+from pgjobs._ops import Statement
 from pgjobs.cli import main
 
 OPERATOR_COMMANDS = [
@@ -579,6 +580,23 @@ def test_why_a_job_whose_enqueue_rolled_back_does_not_say_it_completed(run, db, 
     assert "It did not complete within the last hour" in out
     assert "completed at" not in out
     assert "the transaction that enqueued it rolled back" in out
+
+
+def test_why_on_a_standby_does_not_read_the_completion_records() -> None:
+    """A standby cannot read an unlogged table (planning a statement that names one
+    fails there): admin.why asks whether the server is one first, and then says where the
+    answer is. Driven step by step: a standby is too costly to start for one sentence."""
+    steps = admin._why(3)
+    first = next(steps)
+    assert isinstance(first, Statement)
+    code = b"\n".join(line for line in first.query.splitlines() if not line.startswith(b"--"))
+    assert b"pg_is_in_recovery()" in code
+    assert b"completed_recently" not in code
+    with pytest.raises(StopIteration) as done:
+        steps.send([(False, 57, True)])  # gone, ids up to 57 handed out, a standby
+    assert done.value.value.startswith("job 3 no longer exists.")
+    assert "This server is a standby" in done.value.value
+    assert "ask the primary" in done.value.value
 
 
 def test_doctor_table_and_exit_status(run, db) -> None:
