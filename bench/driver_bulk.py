@@ -2,6 +2,8 @@
 
 Times ``enqueue_many`` / ``enqueue_many_async`` of N tasks (100k by default) in one
 transaction through every driver pgjobs accepts, and prints each rate beside psycopg 3's.
+Django is not timed apart: pgjobs unwraps its connection to the psycopg 3 or psycopg2
+connection under it, timed here.
 The jobs are rolled back, so the database is left as it was (it must be migrated).
 """
 
@@ -65,6 +67,13 @@ def _timed(call: Callable[[], Any], undo: Callable[[], Any]) -> float:
 
 async def _async(dsn: str, driver: str, count: int) -> float:
     tasks = _tasks(count)
+    if driver == "psycopg-async":
+        async with await psycopg.AsyncConnection.connect(dsn) as aconn:
+            start = time.perf_counter()
+            await pgjobs.enqueue_many_async(aconn, tasks)
+            elapsed = time.perf_counter() - start
+            await aconn.rollback()
+            return elapsed
     if driver == "asyncpg":
         import asyncpg
 
@@ -87,7 +96,9 @@ async def _async(dsn: str, driver: str, count: int) -> float:
             await conn.close()
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(_url(dsn, driver.removeprefix("sqlalchemy-")))
+    engine = create_async_engine(
+        _url(dsn, driver.removeprefix("sqlalchemy-").removesuffix("-async"))
+    )
     try:
         async with engine.connect() as sa:
             start = time.perf_counter()
@@ -100,7 +111,7 @@ async def _async(dsn: str, driver: str, count: int) -> float:
 
 
 SYNC = ["psycopg", "psycopg2", "sqlalchemy-psycopg", "sqlalchemy-psycopg2"]
-ASYNC = ["asyncpg", "sqlalchemy-asyncpg"]
+ASYNC = ["psycopg-async", "asyncpg", "sqlalchemy-asyncpg", "sqlalchemy-psycopg-async"]
 
 
 def main() -> None:
@@ -120,7 +131,7 @@ def main() -> None:
         rates[driver] = args.count / min(runs)
     base = rates["psycopg"]
     for driver, rate in rates.items():
-        print(f"{driver:22} {rate:10,.0f} tasks/s  {rate / base:5.2f} x psycopg 3")
+        print(f"{driver:26} {rate:10,.0f} tasks/s  {rate / base:5.2f} x psycopg 3")
 
 
 if __name__ == "__main__":

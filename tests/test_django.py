@@ -95,3 +95,45 @@ def test_dsn_reads_the_databases_entry() -> None:
         "port": "6432",
         "sslmode": "require",
     }
+
+
+def _test_under_runner(
+    empty_dsn: str, *runner: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "test",
+            "tests.apps.django_testcase",
+            "--noinput",
+            *runner,
+        ],
+        env={**_env(empty_dsn), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_test_runner_adds_the_schema_to_the_test_database(empty_dsn: str) -> None:
+    done = _test_under_runner(
+        empty_dsn,
+        "--testrunner",
+        "pgjobs.contrib.django.testing.DiscoverRunner",
+        # The test database is Django's, whatever pgjobs' own setting names.
+        PGJOBS_TEST_DJANGO_PGJOBS_DSN="host=/nonexistent dbname=nowhere",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ran 1 test" in done.stderr
+    # The schema went to Django's test database, not to the database it is named after.
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regnamespace('pgjobs') is null").fetchone() == (True,)
+
+
+def test_without_the_runner_the_test_database_has_no_schema(empty_dsn: str) -> None:
+    done = _test_under_runner(empty_dsn)
+    assert done.returncode != 0
+    assert "SchemaError" in done.stderr

@@ -269,13 +269,14 @@ def test_reference_lists_every_error() -> None:
 
 # --- every code block runs, or says it is a fragment ----------------------------------------
 
-#: Every ``python`` and ``sh`` block of the pages carries one marker, an HTML comment on the
-#: line before its fence (invisible on the site and on GitHub):
+#: Every ``python``, ``sh`` and ``sql`` block of the pages carries one marker, an HTML
+#: comment on the line before its fence (invisible on the site and on GitHub):
 #:
 #: * ``<!-- story: run | save PATH | start -->``: a step of the page's story, run in order
 #:   by :func:`test_the_story_runs_as_written` (README.md and docs/quickstart.md);
 #: * ``<!-- run -->``: run by :func:`test_marked_blocks_run`, in order, Python in one
-#:   namespace per page (``dsn`` is the test database), sh with bash;
+#:   namespace per page (``dsn`` is the test database), sh with bash, SQL as one
+#:   autocommit script on the migrated test database;
 #: * ``<!-- run: tests/FILE.py::TEST -->``: run by that test, which reads the page (a
 #:   page that is one pytest module, a page whose result the test checks);
 #: * ``<!-- fragment -->`` or ``<!-- fragment: why -->``: a part of a larger program
@@ -289,7 +290,7 @@ MARKER = re.compile(
     r"|(?P<run>run)(?:: (?P<test>\S+))?"
     r"|(?P<fragment>fragment)(?::.*)?) -->"
 )
-CHECKED = {"python", "sh", "bash", "shell"}
+CHECKED = {"python", "sh", "bash", "shell", "sql"}
 DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
@@ -318,7 +319,7 @@ class Block:
 
 
 def code_blocks(page: Path) -> list[Block]:
-    """The page's python and sh blocks, in order."""
+    """The page's python, sh and sql blocks, in order."""
     text = page.read_text()
     blocks = [Block(page, text, fence) for fence in FENCE.finditer(text)]
     return [block for block in blocks if block.language in CHECKED]
@@ -348,8 +349,8 @@ def test_every_block_is_run_or_a_fragment(page: Path) -> None:
             assert f"def {test}(" in source, f"{block}: no test {block.marker['test']}"
             assert page.name in source, f"{block}: {path} does not read {page.name}"
     # Those tests run every Python block of their page, so a page has one of them or none.
-    runners = {b.marker["test"] for b in code_blocks(page) if b.kind == "run-by" and b.marker}
     python = [b for b in code_blocks(page) if b.language == "python"]
+    runners = {b.marker["test"] for b in python if b.kind == "run-by" and b.marker}
     if runners:
         assert len(runners) == 1, f"{page.name}: Python blocks run by several tests {runners}"
         assert all(b.kind == "run-by" for b in python), f"{page.name}: {runners} runs them all"
@@ -370,6 +371,12 @@ def test_marked_blocks_run(page: Path, dsn: str, tmp_path: Path) -> None:
         code = DOC_DSN.sub(as_url(dsn), DSN_LINE.sub(f"dsn = {dsn!r}", block.code))
         if block.language == "python":
             exec(compile(code, f"{block!r}", "exec"), namespace)
+            continue
+        if block.language == "sql":
+            # Without parameters psycopg sends the block as one simple query: several
+            # statements, %-signs as they are, as psql would.
+            with psycopg.connect(dsn, autocommit=True) as sql:
+                sql.execute(code.encode())
             continue
         done = subprocess.run(
             ["bash", "-e", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True

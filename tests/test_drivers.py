@@ -76,6 +76,30 @@ SyncDriver = tuple[Callable[..., Any], Callable[..., Any], Callable[[Any, int], 
 
 
 @contextlib.contextmanager
+def _psycopg(dsn: str) -> Iterator[SyncDriver]:
+    conn = psycopg.connect(dsn, autocommit=True)
+
+    @contextlib.contextmanager
+    def transaction() -> Iterator[Any]:
+        with conn.transaction():
+            yield conn
+
+    @contextlib.contextmanager
+    def nested(obj: Any) -> Iterator[Any]:
+        with contextlib.suppress(Rollback), conn.transaction():  # a savepoint inside the outer
+            yield obj
+            raise Rollback
+
+    def write(obj: Any, n: int) -> None:
+        obj.execute("insert into app_orders values (%s)", (n,))
+
+    try:
+        yield transaction, nested, write
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
 def _psycopg2(dsn: str, cursor: bool) -> Iterator[SyncDriver]:
     raw = psycopg2.connect(dsn)
 
@@ -195,6 +219,7 @@ def _django(dsn: str) -> Iterator[SyncDriver]:
 
 
 SYNC_DRIVERS = {
+    "psycopg": _psycopg,
     "psycopg2": lambda dsn: _psycopg2(dsn, cursor=False),
     "psycopg2-cursor": lambda dsn: _psycopg2(dsn, cursor=True),
     "sqlalchemy-psycopg2": lambda dsn: _sqlalchemy(dsn, "psycopg2", session=False),
@@ -347,10 +372,25 @@ def test_django_on_psycopg2(dsn: str, db: psycopg.Connection[Any]) -> None:
                 pass
             pgjobs.enqueue_many(connection, [pgjobs.Task("many"), pgjobs.Task("many")])
             pgjobs.enqueue_unique(connection, pgjobs.Task("unique", unique_key="k"))
+        from pgjobs.errors import InvalidTaskError
+        with transaction.atomic():
+            for bad in (
+                lambda: pgjobs.enqueue(connection, pgjobs.Task("bad", {{"x": object()}})),
+                lambda: pgjobs.enqueue_many(connection, [pgjobs.Task("ok"), "bad"]),
+                lambda: pgjobs.enqueue_unique(connection, pgjobs.Task("no_key")),
+            ):
+                try:
+                    bad()
+                except InvalidTaskError:
+                    pass
+                else:
+                    raise AssertionError("bad input was accepted")
+            # no statement failed: the transaction goes on and commits
+            pgjobs.enqueue(connection, pgjobs.Task("still_usable"))
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=60)
-    assert kinds(db) == ["outer", "many", "many", "unique"]
+    assert kinds(db) == ["outer", "many", "many", "unique", "still_usable"]
 
 
 # --- the async drivers -----------------------------------------------------------------------
@@ -366,6 +406,31 @@ def _asyncpg_args(dsn: str) -> dict[str, Any]:
         "port": int(info.get("port") or 5432),
         "database": info["dbname"],
     }
+
+
+@contextlib.asynccontextmanager
+async def _psycopg_async(dsn: str) -> AsyncIterator[AsyncDriver]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
+    @contextlib.asynccontextmanager
+    async def transaction() -> AsyncIterator[Any]:
+        async with conn.transaction():
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def nested(obj: Any) -> AsyncIterator[Any]:
+        with contextlib.suppress(Rollback):
+            async with conn.transaction():  # a savepoint inside the outer
+                yield obj
+                raise Rollback
+
+    async def write(obj: Any, n: int) -> None:
+        await obj.execute("insert into app_orders values (%s)", (n,))
+
+    try:
+        yield transaction, nested, write
+    finally:
+        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -428,6 +493,7 @@ async def _sqlalchemy_async(dsn: str, dialect: str, session: bool) -> AsyncItera
 
 
 ASYNC_DRIVERS = {
+    "psycopg-async": _psycopg_async,
     "asyncpg": lambda dsn: _asyncpg(dsn, pool=False),
     "asyncpg-pool": lambda dsn: _asyncpg(dsn, pool=True),
     "sqlalchemy-asyncpg": lambda dsn: _sqlalchemy_async(dsn, "asyncpg", session=False),

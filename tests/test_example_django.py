@@ -31,7 +31,7 @@ def _env(dsn: str) -> dict[str, str]:
     return env
 
 
-def _manage(dsn: str, *args: str) -> None:
+def _manage(dsn: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=SHOP,
@@ -41,6 +41,7 @@ def _manage(dsn: str, *args: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 @contextmanager
@@ -94,4 +95,11 @@ def test_a_request_creates_an_order_and_a_worker_sends_its_receipt(empty_dsn: st
 
 
 def test_the_shop_tests_pass_under_djangos_runner(empty_dsn: str) -> None:
-    _manage(empty_dsn, "test", "shop", "--noinput")
+    assert "Ran 2 tests" in _manage(empty_dsn, "test", "shop", "--noinput")
+
+
+def test_the_shop_tests_pass_on_parallel_clones(empty_dsn: str) -> None:
+    # Each process gets a copy of the test database made after pgjobs' schema was added.
+    out = _manage(empty_dsn, "test", "shop", "--noinput", "--parallel", "2", "-v", "2")
+    assert "Cloning test database" in out
+    assert "Ran 2 tests" in out

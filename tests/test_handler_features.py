@@ -15,7 +15,7 @@ import pytest
 import pgjobs
 import pgjobs.client
 from pgjobs.backoff import constant
-from tests.test_worker import job_row, make_config, wait_for_state, wait_until
+from tests.test_worker import backends, job_row, make_config, wait_for_state, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -363,11 +363,7 @@ async def test_sync_and_async_handlers_each_have_a_pool_of_handler_pool_size(
             await proceed_async.wait()
 
     def connections() -> int:
-        row = db.execute(
-            "select count(*) from pg_stat_activity where application_name = %s", (name,)
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return backends(db, name)
 
     worker_dsn = psycopg.conninfo.make_conninfo(dsn, application_name=name)
     await running(server, make_config(worker_dsn, concurrency=12, handler_pool_size=size))

@@ -34,7 +34,7 @@ from pgjobs._worker.services import (
     run_periodically,
 )
 from pgjobs._worker.signals import TestSignal
-from tests.test_worker import make_config
+from tests.test_worker import make_config, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -282,6 +282,37 @@ async def test_the_pruner_records_the_completed_jobs_it_deletes_within_the_hour(
     assert db.execute("select ids, finished_at from pgjobs.completed_recently").fetchall() == [
         ([recent], recent_at)
     ]
+
+
+async def test_a_long_prune_pass_takes_the_connection_one_statement_at_a_time(
+    db, direct_dsn
+) -> None:
+    """The worker's completer takes turns with the services on one connection: a pruner
+    pass through a backlog gives it back between its batches, so outcomes are not held
+    back (and leases left to run out) for the whole pass."""
+    ids = pgjobs.enqueue_many(db, [pgjobs.Task("k") for _ in range(150)])
+    db.execute(
+        "update pgjobs.jobs set state = 'completed', finished_at = now() - interval '1 hour'"
+        " where id = any(%s)",
+        (ids,),
+    )
+    pruner = Pruner("pgjobs", PrunerConfig(retention={"completed": 1.0}, batch=1))
+    async with AsyncConnectionPool(
+        direct_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}
+    ) as one:
+        await one.wait()  # its connection is ready: none is in use until the pass takes it
+        running = asyncio.create_task(pruner.run_pass(one))
+        await wait_until(
+            lambda: one.get_stats().get("pool_available", 1) == 0,
+            what="the pass to take the connection",
+        )
+        async with one.connection() as conn:
+            cursor = await conn.execute("select count(*) from pgjobs.jobs")
+            [left] = await cursor.fetchone() or (None,)
+        result = await running
+    # A pass deletes at most MAX_BATCHES (100) batches of one kind: 50 jobs stay after it.
+    assert result.deleted["completed jobs"] == 100
+    assert left > 50, "the connection came free only once the pass was over"
 
 
 # --- the leader's term runs out ---------------------------------------------------------------

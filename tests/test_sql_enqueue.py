@@ -197,16 +197,16 @@ def test_enqueue_runs_with_a_fixed_search_path(db) -> None:
 # --- the trigger example of docs/operations.md ----------------------------------------------
 
 
-def docs_block(marker: str) -> str:
-    """The fenced ```sql block that follows ``<!-- marker -->`` in docs/operations.md."""
+def docs_block(first_line: str) -> str:
+    """The fenced ```sql block of docs/operations.md that starts with *first_line*."""
     text = (DOCS / "operations.md").read_text(encoding="utf-8")
-    found = re.search(rf"<!-- {re.escape(marker)} -->\s*```sql\n(.*?)```", text, re.DOTALL)
-    assert found, f"docs/operations.md has no sql block marked {marker!r}"
+    found = re.search(rf"```sql\n({re.escape(first_line)}\n.*?)```", text, re.DOTALL)
+    assert found, f"docs/operations.md has no sql block starting {first_line!r}"
     return found.group(1)
 
 
 def test_the_documented_trigger_enqueues_in_the_same_transaction(dsn, db) -> None:
-    db.execute(docs_block("example: orders trigger").encode())
+    db.execute(docs_block("CREATE TABLE orders (").encode())
     with psycopg.connect(dsn) as conn:
         with conn.transaction():
             order_id = conn.execute(

@@ -45,6 +45,15 @@ async def wait_until(check: Callable[[], bool], *, what: str, limit: float = 30.
         await asyncio.sleep(0.02)
 
 
+def backends(db: psycopg.Connection[Any], application_name: str) -> int:
+    """Server connections open under *application_name* (pg_stat_activity)."""
+    row = db.execute(
+        "select count(*) from pg_stat_activity where application_name = %s", (application_name,)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def job_row(db: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
     with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute("select * from pgjobs.jobs where id = %s", (job_id,)).fetchone()
@@ -741,11 +750,7 @@ async def test_a_worker_holds_at_most_three_connections_of_its_own(dsn, db, runn
     seen: list[int] = []
 
     def connections() -> int:
-        row = db.execute(
-            "select count(*) from pg_stat_activity where application_name = %s", (name,)
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+        return backends(db, name)
 
     server = pgjobs.Server()
 

@@ -35,18 +35,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
+from psycopg_pool import AsyncConnectionPool
+
 from ..config import Config
 from ..errors import ConfigurationError
 from ..job import FINISHED_STATES
-from .services import BATCH, Service, check_seconds
+from .services import BATCH, Service, check_seconds, turn
 
 __all__ = ["PruneResult", "Pruner", "PrunerConfig"]
 
 log = logging.getLogger("pgjobs.worker")
 
 FinishedState = Literal["completed", "failed", "cancelled"]
-#: Most batches of one kind per pass: a pass holds one of the worker's pooled
-#: connections, so a large backlog is worked off over several passes.
+#: Most batches of one kind per pass, so that a large backlog is worked off over
+#: several passes.
 MAX_BATCHES = 100
 #: Batches of held keys examined per pass (they need a lookup of their job each).
 HELD_KEY_BATCHES = 10
@@ -114,8 +116,13 @@ class Pruner(Service[PruneResult]):
         #: Where the walk over held keys resumes ('' is before every key).
         self._after = ""
 
+    async def run_pass(self, pool: AsyncConnectionPool[Any]) -> PruneResult:
+        # Up to MAX_BATCHES statements per kind: the completer must not wait for all.
+        return await self.run_once(pool)
+
     async def run_once(self, conn: Any, now: datetime | None = None) -> PruneResult:
-        """One pass, as if at *now* (None: the server's clock)."""
+        """One pass, as if at *now* (None: the server's clock), on *conn*, or on a
+        connection of *conn* per statement when it is a pool."""
         deleted: dict[str, int] = {}
         # Stale waiters first: a job kept for a client that died waiting goes this pass.
         deleted["stale waiters"] = await self._batches(
@@ -157,8 +164,9 @@ class Pruner(Service[PruneResult]):
         total = 0
         batch = self.config.batch
         for _ in range(MAX_BATCHES):
-            cursor = await conn.execute(self.queries[query], {**params, "limit": batch})
-            row = await cursor.fetchone()
+            async with turn(conn) as db:
+                cursor = await db.execute(self.queries[query], {**params, "limit": batch})
+                row = await cursor.fetchone()
             count = int(row[0])
             total += count
             if count < batch:
@@ -171,14 +179,14 @@ class Pruner(Service[PruneResult]):
         for _ in range(HELD_KEY_BATCHES):
             # Lock a slice, then delete with a newer snapshot (see prune.sql): one
             # transaction, so the locks hold until the delete.
-            async with conn.transaction():
-                cursor = await conn.execute(
+            async with turn(conn) as db, db.transaction():
+                cursor = await db.execute(
                     self.queries["unique_key_lock_held"],
                     {"after": self._after, "limit": batch},
                 )
                 rows = await cursor.fetchall()
                 if rows:
-                    cursor = await conn.execute(
+                    cursor = await db.execute(
                         self.queries["unique_key_prune_finished"],
                         {"keys": [r[0] for r in rows], "holders": [r[1] for r in rows]},
                     )

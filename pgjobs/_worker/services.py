@@ -34,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -111,10 +112,29 @@ class Service(Generic[R]):
         """One pass on *conn* (autocommit), as if at *now* (None: the server's clock)."""
         raise NotImplementedError
 
+    async def run_pass(self, pool: AsyncConnectionPool[Any]) -> R:
+        """The pass :func:`run_periodically` makes: :meth:`run_once` on a connection of
+        *pool*, held for the whole pass. The worker's completer takes turns with the
+        services on that connection, so a pass that can be long gives it back between
+        its statements instead (see :func:`turn`)."""
+        async with pool.connection() as conn:
+            return await self.run_once(conn)
+
     def next_delay(self) -> float:
         """Seconds until the next pass: the interval, ±10% so that many workers started
         together do not fire together."""
         return self.interval * random.uniform(0.9, 1.1)
+
+
+@asynccontextmanager
+async def turn(db: Any) -> AsyncIterator[Any]:
+    """A connection for one statement or transaction: *db* itself, or one taken from
+    *db* for the block when it is a pool."""
+    if isinstance(db, AsyncConnectionPool):
+        async with db.connection() as conn:
+            yield conn
+    else:
+        yield db
 
 
 async def run_periodically(service: Service[Any], pool: AsyncConnectionPool[Any]) -> None:
@@ -123,8 +143,7 @@ async def run_periodically(service: Service[Any], pool: AsyncConnectionPool[Any]
     while True:
         await asyncio.sleep(delay)
         try:
-            async with pool.connection() as conn:
-                result = await service.run_once(conn)
+            result = await service.run_pass(pool)
         except DB_ERRORS as exc:
             log.warning("%s pass failed: %s", service.name, exc)
             service.signals.failed.signal(exc)

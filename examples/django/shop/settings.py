@@ -15,6 +15,8 @@ USE_TZ = True
 ROOT_URLCONF = "shop.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = ["shop", "pgjobs.contrib.django"]
+# `manage.py test` adds pgjobs' schema to the test database.
+TEST_RUNNER = "pgjobs.contrib.django.testing.DiscoverRunner"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

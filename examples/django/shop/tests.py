@@ -1,25 +1,19 @@
-"""Run by Django's test runner: ``python manage.py test shop``. pgjobs' schema is added
-to the test database in setUpClass; the jobs are run by pgjobs.testing.drain in the
-test's own transaction, which Django rolls back after each test."""
+"""Run by Django's test runner: ``python manage.py test shop``. The settings'
+TEST_RUNNER (pgjobs.contrib.django.testing.DiscoverRunner) adds pgjobs' schema to the
+test database; the jobs are run by pgjobs.testing.drain in the test's own transaction,
+which Django rolls back after each test."""
 
 from django.db import connection
 from django.test import TestCase
 
 import pgjobs
-from pgjobs import migrate, testing
+from pgjobs import testing
 from pgjobs.contrib.django import atomic
 from shop.jobs import server
 from shop.models import Order
 
 
 class OrderTests(TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        # Django made the test database from its own migrations; pgjobs' are its own.
-        connection.ensure_connection()
-        migrate.upgrade(connection.connection.info.dsn)
-        super().setUpClass()
-
     def test_an_order_sends_its_receipt(self) -> None:
         response = self.client.post(
             "/orders", {"email": "a@example.com"}, content_type="application/json"
@@ -29,6 +23,8 @@ class OrderTests(TestCase):
         assert (run.job_id, run.state) == (response.json()["job"], "completed")
         assert Order.objects.get(pk=order).receipt_sent
 
+
+class FailingHandlerTests(TestCase):
     def test_a_failing_handler_undoes_its_orm_writes(self) -> None:
         failing = pgjobs.Server()
 

@@ -10,6 +10,10 @@
   for the ORM: the block's ORM writes and the job's completion commit together, in
   Django's own transaction on Django's connection.
 
+* Under Django's test runner, ``TEST_RUNNER = "pgjobs.contrib.django.testing.DiscoverRunner"``
+  adds pgjobs' schema to each PostgreSQL test database, so a ``TestCase`` enqueues through
+  ``django.db.connection`` and runs the jobs with ``pgjobs.testing.drain(server, connection)``.
+
 Settings: ``PGJOBS_DSN`` if set, else the ``DATABASES`` entry named by
 ``PGJOBS_DATABASE`` (``"default"`` by default).
 """
@@ -42,9 +46,11 @@ def dsn(alias: str | None = None) -> str:
     explicit = getattr(settings, "PGJOBS_DSN", None)
     if explicit and alias is None:
         return str(explicit)
-    database: dict[str, Any] = settings.DATABASES[
-        alias or getattr(settings, "PGJOBS_DATABASE", "default")
-    ]
+    return _conninfo(settings.DATABASES[alias or getattr(settings, "PGJOBS_DATABASE", "default")])
+
+
+def _conninfo(database: dict[str, Any]) -> str:
+    """A ``DATABASES`` entry as a libpq connection string."""
     params = {libpq: str(database[key]) for key, libpq in _LIBPQ.items() if database.get(key)}
     for option, value in (database.get("OPTIONS") or {}).items():
         if isinstance(value, str | int) and not isinstance(value, bool):
