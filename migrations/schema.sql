@@ -192,6 +192,20 @@ CREATE INDEX waiters_job_id_idx ON {schema}.waiters (job_id);
 COMMENT ON TABLE {schema}.waiters IS
     'pgjobs: clients waiting for a job to finish (see Client.wait)';
 
+-- What became of a job whose row is gone: the ids of the completed jobs that workers
+-- deleted as they completed them (completed_retention 0), one row per completing
+-- statement, and those the pruner deleted within the hour of their completion, so that
+-- why() can tell a completed job from one that never ran. The leader's pruner deletes rows
+-- older than an hour. UNLOGGED because it is only diagnostic: writing it costs the
+-- worker's completions no WAL, and a server crash (or a failover: a standby has none of
+-- it) empties it. No index: only why() reads it, one scan per question.
+CREATE UNLOGGED TABLE {schema}.completed_recently (
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    ids         bigint[] NOT NULL
+);
+COMMENT ON TABLE {schema}.completed_recently IS
+    'pgjobs: ids of completed jobs deleted within the last hour, for why()';
+
 -- ----------------------------------------------------------------------------------
 -- Unique keys
 -- ----------------------------------------------------------------------------------
@@ -914,9 +928,23 @@ DECLARE
     live_total bigint;
     live_queues text;
     last_beat timestamptz;
+    completed_at timestamptz;
 BEGIN
     SELECT * INTO j FROM {schema}.jobs x WHERE x.id = job_id;
     IF NOT FOUND THEN
+        -- A standby cannot read an unlogged table (nor has it any rows of one): there,
+        -- the statement is never run, and a job that completed is not found.
+        IF NOT pg_is_in_recovery() THEN
+            SELECT max(r.finished_at) INTO completed_at
+            FROM {schema}.completed_recently r WHERE job_id = ANY (r.ids);
+        END IF;
+        IF completed_at IS NOT NULL THEN
+            RETURN format('job %s completed at %s (%s ago) and was deleted, as completed '
+                          'jobs are once the workers'' completed_retention has passed (0, '
+                          'the default: at once).', job_id,
+                          to_char(completed_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                          {schema}.format_duration(now() - completed_at));
+        END IF;
         PERFORM {schema}.job_not_found(job_id);
     END IF;
     label := format('job %s (%s, queue "%s")', j.id, j.kind, j.queue);

@@ -449,25 +449,41 @@ def _count_finished(
 
 def _why(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[str]:
     """In words, why a job is or is not running (one finding per line). For a job that
-    no longer exists, what can have become of it; JobNotFoundError for an id that no
-    job ever had."""
+    no longer exists, whether it completed within the last hour (workers record the
+    completed jobs they delete), or else what can have become of it; JobNotFoundError
+    for an id that no job ever had."""
     job_id = checked_id(job_id)
     rows = yield from _rows(schema, "job_id_issued", {"id": job_id})
-    exists, issued = rows[0]
+    exists, issued, standby = rows[0]
     if not exists and issued is not None and job_id <= issued:
-        return _gone(job_id, issued)
+        if not standby:
+            completed = yield from _rows(schema, "job_why_completed", {"id": job_id})
+            if completed:
+                return str(completed[0][0])
+        return _gone(job_id, issued, standby=standby)
     text = yield from _scalar(schema, "job_why", {"id": job_id})
     return str(text)
 
 
-def _gone(job_id: int, issued: int) -> str:
-    return (
+def _gone(job_id: int, issued: int, *, standby: bool) -> str:
+    head = (
         f"job {job_id} no longer exists. Its id was handed out (ids up to {issued} have "
-        "been, and none is reused), so the job was enqueued and later deleted. Most "
-        "likely it completed: completed jobs are deleted as they complete unless workers "
-        "keep them (Config.completed_retention). Otherwise the pruner deleted it after "
-        "its retention (completed, failed or cancelled), `pgjobs purge` deleted it, or "
-        "the transaction that enqueued it rolled back."
+        "been, and none is reused), so the job was enqueued and later deleted."
+    )
+    if standby:
+        return (
+            f"{head} This server is a standby, which has no record of the completed jobs "
+            "workers deleted (they keep one for an hour, on the primary): ask the primary "
+            "whether it completed. Otherwise the pruner deleted it after its retention, "
+            "the transaction that enqueued it rolled back, or an operator deleted it."
+        )
+    return (
+        f"{head} It did not complete within the last hour, or a worker would have recorded "
+        "it (workers keep the ids of the completed jobs they delete for an hour; see "
+        "Config.completed_retention). So the pruner deleted it after its retention "
+        "(failed, cancelled, or completed over an hour ago), the transaction that enqueued "
+        "it rolled back, or an operator deleted it (`pgjobs purge`, or the dashboard: "
+        "those keep no record, whatever the job's state)."
     )
 
 

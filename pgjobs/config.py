@@ -71,7 +71,8 @@ class Config:
         database however high *concurrency* goes.
     :param completed_retention: seconds (or a timedelta) completed jobs are kept, with
         their result; ``0`` (the default) deletes them as they complete, ``None`` keeps
-        them forever.
+        them forever. A deleted completed job's id is kept for an hour, so that ``why``
+        can still say it completed.
     :param failed_retention: seconds failed jobs are kept (default 7 days); ``None``: forever.
     :param cancelled_retention: seconds cancelled jobs are kept (default 7 days); ``None``:
         forever.

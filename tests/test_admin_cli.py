@@ -18,7 +18,9 @@ import psycopg.types.json
 import pytest
 
 import pgjobs
+import pgjobs.testing
 from pgjobs import admin
+from pgjobs._ops import Statement
 from pgjobs.cli import main
 
 OPERATOR_COMMANDS = [
@@ -528,14 +530,17 @@ def test_why(run, db) -> None:
 
 
 def test_why_a_job_that_is_gone_says_what_became_of_it(run, db) -> None:
-    """With the default retention a completed job's row is gone: why says its id was
-    handed out and what can delete a job, instead of "does not exist"."""
+    """A job deleted otherwise than as it completed: why says its id was handed out, that
+    it did not complete within the hour, and what else deletes a job, instead of "does
+    not exist"."""
     gone, kept = pgjobs.enqueue_many(db, [pgjobs.Task("report"), pgjobs.Task("report")])
-    db.execute("delete from pgjobs.jobs where id = %s", (gone,))  # as job_finish_many does
+    db.execute("delete from pgjobs.jobs where id = %s", (gone,))  # as purge does
     code, out, _ = run("why", str(gone))
     assert code == 0
     assert out.startswith(f"job {gone} no longer exists. Its id was handed out")
-    assert "Most likely it completed" in out
+    assert "It did not complete within the last hour" in out
+    assert "completed at" not in out
+    assert "Most likely" not in out
     assert "completed_retention" in out
     assert "rolled back" in out
     db.execute("delete from pgjobs.jobs")  # the sequence still knows both ids
@@ -543,6 +548,55 @@ def test_why_a_job_that_is_gone_says_what_became_of_it(run, db) -> None:
     code, _, err = run("why", str(kept + 1))  # never handed out
     assert code == 2
     one_error_line(err, f"job {kept + 1} does not exist")
+
+
+def test_why_a_job_deleted_as_it_completed_says_it_completed_and_when(run, db) -> None:
+    """With the default retention (0) a completed job's row is deleted by the statement
+    that completes it; that statement records the id, so why can say it completed."""
+    server = pgjobs.Server()
+    server.handler("report")(lambda ctx, task: None)
+    job_id = pgjobs.enqueue(db, pgjobs.Task("report"))
+    assert pgjobs.testing.run_job(server, db, job_id).state == "completed"
+    assert db.execute("select count(*) from pgjobs.jobs").fetchone() == (0,)
+    (finished,) = db.execute(
+        "select to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ') from pgjobs.completed_recently"
+        " where %s = any (ids)",
+        (job_id,),
+    ).fetchone()
+    code, out, _ = run("why", str(job_id))
+    assert code == 0
+    assert out.startswith(f"job {job_id} completed at {finished} (")
+    assert "was deleted" in out
+    assert "completed_retention" in out
+
+
+def test_why_a_job_whose_enqueue_rolled_back_does_not_say_it_completed(run, db, dsn) -> None:
+    with psycopg.connect(dsn) as conn:
+        job_id = pgjobs.enqueue(conn, pgjobs.Task("report"))
+        conn.rollback()
+    code, out, _ = run("why", str(job_id))
+    assert code == 0
+    assert out.startswith(f"job {job_id} no longer exists. Its id was handed out")
+    assert "It did not complete within the last hour" in out
+    assert "completed at" not in out
+    assert "the transaction that enqueued it rolled back" in out
+
+
+def test_why_on_a_standby_does_not_read_the_completion_records() -> None:
+    """A standby cannot read an unlogged table (planning a statement that names one
+    fails there): admin.why asks whether the server is one first, and then says where the
+    answer is. Driven step by step: a standby is too costly to start for one sentence."""
+    steps = admin._why(3)
+    first = next(steps)
+    assert isinstance(first, Statement)
+    code = b"\n".join(line for line in first.query.splitlines() if not line.startswith(b"--"))
+    assert b"pg_is_in_recovery()" in code
+    assert b"completed_recently" not in code
+    with pytest.raises(StopIteration) as done:
+        steps.send([(False, 57, True)])  # gone, ids up to 57 handed out, a standby
+    assert done.value.value.startswith("job 3 no longer exists.")
+    assert "This server is a standby" in done.value.value
+    assert "ask the primary" in done.value.value
 
 
 def test_doctor_table_and_exit_status(run, db) -> None:

@@ -147,7 +147,13 @@ STATE_TIME_SEARCHES = {
     "job_stage_due": {"limit": 10, "now": None},
     "job_rescue_expired": {"limit": 10, "now": None},
     "job_next_lease_expiry": {"now": None},
-    "job_prune_finished": {"state": "completed", "retention": 60, "limit": 10, "now": None},
+    "job_prune_finished": {
+        "state": "completed",
+        "retention": 60,
+        "recorded_for": 3600,
+        "limit": 10,
+        "now": None,
+    },
     "job_count_finished": {"states": ["completed", "failed"], "older_than": 60},
 }
 

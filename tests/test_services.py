@@ -230,11 +230,58 @@ async def test_a_pass_prunes_what_its_time_puts_past_retention(db, aconn) -> Non
         "expired unique keys": 1,
         "unique keys of finished jobs": 0,
         "stats rows": 0,
+        "completion records": 0,
     }
     a_day_later = db_now(db) + timedelta(days=1, minutes=2)
     deleted = (await pruner.run_once(aconn, a_day_later)).deleted
     assert (deleted["completed jobs"], deleted["stats rows"]) == (1, 1)
     assert db.execute("select count(*) from pgjobs.jobs").fetchone() == (0,)
+
+
+async def test_completion_records_are_pruned_after_an_hour(db, aconn) -> None:
+    db.execute("insert into pgjobs.completed_recently (ids) values ('{1,2}'), ('{3}')")
+    db.execute(
+        "insert into pgjobs.completed_recently (finished_at, ids)"
+        " values (now() - interval '50 minutes', '{4}')"
+    )
+    pruner = Pruner("pgjobs", PrunerConfig(batch=1))
+    assert (await pruner.run_once(aconn)).deleted["completion records"] == 0
+    in_20_minutes = db_now(db) + timedelta(minutes=20)
+    assert (await pruner.run_once(aconn, in_20_minutes)).deleted["completion records"] == 1
+    assert db.execute(
+        "select array_agg(i order by i) from pgjobs.completed_recently, unnest(ids) i"
+    ).fetchone() == ([1, 2, 3],)
+    # Batches of one row until none is left.
+    assert (await pruner.run_once(aconn, db_now(db) + HOUR)).deleted["completion records"] == 2
+    assert db.execute("select count(*) from pgjobs.completed_recently").fetchone() == (0,)
+
+
+async def test_the_pruner_records_the_completed_jobs_it_deletes_within_the_hour(db, aconn) -> None:
+    """A completed job kept for a client that waited for it (or under a short retention)
+    is deleted by the pruner: recorded like the worker's deletions while it finished less
+    than an hour ago, with its own finish time."""
+    recent, old, failed = pgjobs.enqueue_many(db, [pgjobs.Task("k")] * 3)
+    db.execute(
+        "update pgjobs.jobs set state = 'completed', finished_at = now() - interval '5 minutes'"
+        " where id = %s",
+        (recent,),
+    )
+    db.execute(
+        "update pgjobs.jobs set state = 'completed', finished_at = now() - interval '2 hours'"
+        " where id = %s",
+        (old,),
+    )
+    db.execute(
+        "update pgjobs.jobs set state = 'failed', finished_at = now() where id = %s", (failed,)
+    )
+    finished = db.execute("select finished_at from pgjobs.jobs where id = %s", (recent,))
+    recent_at = finished.fetchone()[0]
+    pruner = Pruner("pgjobs", PrunerConfig(retention={"completed": 0.0, "failed": 0.0}))
+    deleted = (await pruner.run_once(aconn, db_now(db) + timedelta(seconds=1))).deleted
+    assert (deleted["completed jobs"], deleted["failed jobs"]) == (2, 1)
+    assert db.execute("select ids, finished_at from pgjobs.completed_recently").fetchall() == [
+        ([recent], recent_at)
+    ]
 
 
 async def test_a_long_prune_pass_takes_the_connection_one_statement_at_a_time(

@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 import pgjobs
 from pgjobs import _queries, admin
+from pgjobs._worker.outcome import Outcome, finish_params
 from tests.test_worker import wait_until
 
 Q = _queries.queries()
@@ -210,6 +211,51 @@ def test_client_wait_needs_the_reader_role_and_waiters(dsn, db, granted) -> None
         db.execute(f"grant insert, delete on pgjobs.waiters to {granted['reader']}".encode())
         assert client.wait(job_id, timeout=5).state == "cancelled"
     assert db.execute("select count(*) from pgjobs.waiters").fetchone()[0] == 0
+
+
+def test_completion_records_written_by_the_worker_read_by_the_reader(dsn, db, granted) -> None:
+    """completed_recently: the worker's completions write it and its pruner deletes from
+    it; the reader reads it (why); the enqueuer can do neither."""
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    worker_id = "00000000-0000-0000-0000-000000000001"
+    with as_role(dsn, granted["worker"]) as conn:
+        claimed = conn.execute(
+            Q["job_claim"],
+            {
+                "queues": ["default"],
+                "limits": [10],
+                "grace": 10,
+                "lease": 60,
+                "worker_id": worker_id,
+                "unwait": False,
+                "after_priorities": None,
+                "after_ids": None,
+            },
+        ).fetchall()
+        assert [row[0] for row in claimed] == [job_id]
+        outcome = Outcome(job_id, 1, "completed")
+        params = finish_params([outcome], worker_id=worker_id, delete_completed=True)
+        assert [row[0] for row in conn.execute(Q["job_finish_many"], params)] == [job_id]
+    assert db.execute("select ids from pgjobs.completed_recently").fetchall() == [([job_id],)]
+    with as_role(dsn, granted["reader"]) as conn:
+        assert admin.why(conn, job_id).startswith(f"job {job_id} completed at ")
+        for statement in (
+            "insert into pgjobs.completed_recently (ids) values ('{1}')",
+            "delete from pgjobs.completed_recently",
+        ):
+            with pytest.raises(Denied):
+                conn.execute(statement.encode())
+    with as_role(dsn, granted["enqueuer"]) as conn:
+        for statement in (
+            "select * from pgjobs.completed_recently",
+            "insert into pgjobs.completed_recently (ids) values ('{1}')",
+        ):
+            with pytest.raises(Denied):
+                conn.execute(statement.encode())
+    with as_role(dsn, granted["worker"]) as conn:
+        params = {"keep": -60.0, "now": None, "limit": 10}  # every record is past keeping
+        assert conn.execute(Q["completed_recently_prune"], params).fetchone() == (1,)
+    assert db.execute("select count(*) from pgjobs.completed_recently").fetchone() == (0,)
 
 
 def test_public_cannot_call_the_definer_rights_enqueue(dsn, db, roles, admin_dsn) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import pgjobs
 from pgjobs import _queries
+from pgjobs._worker.outcome import Outcome, finish_params
 
 Q = _queries.queries()
 
@@ -195,3 +196,57 @@ def test_completed_and_cancelled(db) -> None:
     db.execute("select pgjobs.cancel_job(%s, 'customer withdrew')", (stopped,))
     assert "was cancelled at" in why(db, stopped)
     assert why(db, stopped).endswith(": customer withdrew.")
+
+
+# --- a job whose row is gone ----------------------------------------------------------------
+
+
+def complete(db: psycopg.Connection[Any], job_ids: list[int], *, delete: bool = True) -> None:
+    """Claim the jobs and record them completed with the worker's own statement, which
+    deletes them when *delete* (completed_retention 0)."""
+    worker_id = add_worker(db, ["default"])
+    assert sorted(claim(db, worker_id, "default")) == sorted(job_ids)
+    outcomes = [Outcome(job_id, 1, "completed") for job_id in job_ids]
+    params = finish_params(outcomes, worker_id=str(worker_id), delete_completed=delete)
+    assert sorted(r[0] for r in db.execute(Q["job_finish_many"], params)) == sorted(job_ids)
+
+
+def records(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "select ids, finished_at = now() from pgjobs.completed_recently order by finished_at"
+    ).fetchall()
+
+
+def test_a_job_deleted_as_it_completed_is_said_to_have_completed(db) -> None:
+    first, second = pgjobs.enqueue_many(db, [pgjobs.Task("a"), pgjobs.Task("a")])
+    with db.transaction():  # now() is the completion's time throughout
+        complete(db, [first, second])
+        assert db.execute("select count(*) from pgjobs.jobs").fetchone() == (0,)
+        # One row for the statement, not one per job, timed as the completion.
+        assert [(sorted(ids), same) for ids, same in records(db)] == [([first, second], True)]
+        stamp = db.execute("select to_char(now(), 'YYYY-MM-DD HH24:MI:SS TZ')").fetchone()[0]
+        text = why(db, second)
+    assert text.startswith(f"job {second} completed at {stamp} (")
+    assert "and was deleted" in text
+    assert "completed_retention" in text
+
+
+def test_a_batch_that_deletes_no_job_records_nothing(db) -> None:
+    kept = pgjobs.enqueue(db, pgjobs.Task("a"))
+    complete(db, [kept], delete=False)  # retained: the row says it completed
+    retried = pgjobs.enqueue(db, pgjobs.Task("a"))
+    worker_id = add_worker(db, ["default"])
+    assert claim(db, worker_id, "default") == [retried]
+    outcome = Outcome(retried, 1, "scheduled", delay=60.0, error="boom")
+    params = finish_params([outcome], worker_id=str(worker_id), delete_completed=True)
+    assert [r[0] for r in db.execute(Q["job_finish_many"], params)] == [retried]
+    assert records(db) == []
+    assert "completed at" in why(db, kept)
+
+
+def test_a_job_without_a_completion_record_is_still_unknown(db) -> None:
+    job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
+    complete(db, [job_id])
+    db.execute("delete from pgjobs.completed_recently")  # as the pruner does after an hour
+    with pytest.raises(psycopg.errors.NoDataFound, match=f"job {job_id} does not exist"):
+        why(db, job_id)

@@ -30,6 +30,7 @@ DROP FUNCTION {schema}.worker_live_after();
 
 DROP TABLE {schema}.leader;
 DROP TABLE {schema}.unique_keys;
+DROP TABLE {schema}.completed_recently;
 DROP TABLE {schema}.waiters;
 DROP TABLE {schema}.stats;
 DROP TABLE {schema}.queues;

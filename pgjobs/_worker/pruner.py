@@ -12,7 +12,9 @@ LOCKED``; see ``pgjobs/sql/prune.sql``):
   per pass, walking the table in key order across passes: such keys are only clutter,
   since an enqueue takes them over anyway);
 * throughput counters (``stats``) older than a day;
-* waiters left behind by clients that died in ``Client.wait``, once their job finished.
+* waiters left behind by clients that died in ``Client.wait``, once their job finished;
+* records of deleted completed jobs (``completed_recently``, read by ``why()``) older
+  than :data:`COMPLETIONS_KEPT`.
 
 A job a client waits for is never pruned while it waits (``Client.wait`` must read its
 result); with ``completed_retention=0`` such a job is kept by the statement that
@@ -55,6 +57,10 @@ HELD_KEY_BATCHES = 10
 STALE_WAITER = 60.0
 #: Seconds throughput counters are kept: they are for recent throughput.
 STATS_KEPT = 24 * 3600.0
+#: Seconds the ids of deleted completed jobs are kept in ``completed_recently``, for
+#: ``why()`` to say that such a job completed. Completed jobs the pruner deletes are
+#: recorded too while they finished less than this long ago.
+COMPLETIONS_KEPT = 3600.0
 
 
 def _retention_of(config: Config) -> dict[str, float | None]:
@@ -128,7 +134,12 @@ class Pruner(Service[PruneResult]):
                 deleted[f"{state.value} jobs"] = await self._batches(
                     conn,
                     "job_prune_finished",
-                    {"state": state.value, "retention": keep, "now": now},
+                    {
+                        "state": state.value,
+                        "retention": keep,
+                        "recorded_for": COMPLETIONS_KEPT,
+                        "now": now,
+                    },
                 )
         deleted["expired unique keys"] = await self._batches(
             conn, "unique_key_prune_expired", {"now": now}
@@ -136,6 +147,9 @@ class Pruner(Service[PruneResult]):
         deleted["unique keys of finished jobs"] = await self._prune_held_keys(conn)
         deleted["stats rows"] = await self._batches(
             conn, "stats_prune", {"keep": STATS_KEPT, "now": now}
+        )
+        deleted["completion records"] = await self._batches(
+            conn, "completed_recently_prune", {"keep": COMPLETIONS_KEPT, "now": now}
         )
         result = PruneResult(deleted)
         if result.total:

@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Say why a job is or is not running: scheduled for later, its queue paused, no "
             "live worker serving its queue, waiting behind other jobs, running (since when, "
             "on which worker), failed (with the error) or finished; for a job that no "
-            "longer exists, what can have deleted it (ids are never reused, so an id "
-            "that was handed out belonged to a job). Calls why()."
+            "longer exists, whether it completed within the last hour (workers record "
+            "the completed jobs they delete), or else what can have deleted it (ids are "
+            "never reused, so an id that was handed out belonged to a job). Calls why()."
         ),
         examples=EXAMPLES,
     )

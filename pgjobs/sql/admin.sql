@@ -61,11 +61,20 @@ select {schema}.why(%(id)s);
 -- jobs_id_seq and are never reused, so a missing id at or below it belonged to a job
 -- that was deleted (or whose enqueue rolled back). pg_sequences shows last_value only
 -- to roles that may read the sequence; the highest id in the table stands in for the
--- others.
+-- others. Last, whether this is a standby, which cannot read completed_recently.
 select exists (select from {schema}.jobs where id = %(id)s),
        greatest((select s.last_value from pg_sequences s
                  where s.schemaname = '{schema}' and s.sequencename = 'jobs_id_seq'),
-                (select max(id) from {schema}.jobs));
+                (select max(id) from {schema}.jobs)),
+       pg_is_in_recovery();
+
+-- name: job_why_completed
+-- why() of a deleted job that completed within the hour (see completed_recently), or no
+-- row. Never on a standby: a statement naming an unlogged table fails there as planned.
+select {schema}.why(%(id)s)
+from {schema}.completed_recently r
+where %(id)s::int8 = any (r.ids)
+limit 1;
 
 -- name: job_purge_finished
 select {schema}.purge_finished(make_interval(secs => %(older_than)s), %(max_rows)s,

@@ -181,6 +181,8 @@ returning j.id, j.queue, j.kind, j.payload::text, j.priority, j.attempt, j.max_r
 -- snooze, run after delay seconds); refund gives the attempt back (a snooze is not a
 -- failure); result is the handler's return value as JSON text. Clients blocked in
 -- wait() on one of these jobs (a row in waiters) get a NOTIFY on {schema}_finished.
+-- The ids of the completed jobs it deletes go to completed_recently, so that why() can
+-- still say they completed (see migrations/schema.sql).
 -- A column that holds only its default for the whole batch may be sent as NULL instead
 -- (states: completed, delays: 0, refunds: false, errors and results: none), and the
 -- arrays are sent in binary (the b placeholders): turning a batch of Python values into
@@ -213,6 +215,13 @@ deleted as (
     where o.gone
       and j.id = o.id and j.attempt = o.attempt and j.state = o.running
     returning j.id, j.queue, o.state
+),
+-- The deleted ids as one row for why() (the table is unlogged: no WAL), none when no job
+-- was deleted.
+recorded as (
+    insert into {schema}.completed_recently (ids)
+    select array_agg(d.id) from deleted d
+    having count(*) > 0
 ),
 updated as (
     update {schema}.jobs j

@@ -17,6 +17,9 @@
 -- index's (see job_stage_due in jobs.sql), for a finished job its finished_at. A job a
 -- client still waits for stays until it has read it (see job_finish_many); a client
 -- that died waiting stops counting once waiter_prune_stale removed its row.
+-- Completed jobs that finished less than recorded_for seconds ago (kept for a waiter, or
+-- under a short retention) go to completed_recently, as job_finish_many's do, one row
+-- per completing statement (they share its finished_at): why() can then say they completed.
 with doomed as (
     select j.id
     from {schema}.jobs j
@@ -33,6 +36,32 @@ with doomed as (
 gone as (
     delete from {schema}.jobs j
     where j.id = any (array(select doomed.id from doomed))
+    returning j.id, j.state, j.finished_at
+),
+recorded as (
+    insert into {schema}.completed_recently (finished_at, ids)
+    select g.finished_at, array_agg(g.id)
+    from gone g
+    where g.state = 'completed'
+      and g.finished_at >= coalesce(%(now)s::timestamptz, now())
+                           - make_interval(secs => %(recorded_for)s::float8)
+    group by g.finished_at
+)
+select count(*) from gone;
+
+-- name: completed_recently_prune
+-- Records of deleted completed jobs older than keep seconds (an hour: see pruner.py).
+-- Rows are only ever inserted, never updated or locked, so none is skipped: they are
+-- picked by ctid (the table has no key), which nothing can change before the delete.
+with doomed as (
+    select r.ctid
+    from {schema}.completed_recently r
+    where r.finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8)
+    limit %(limit)s
+),
+gone as (
+    delete from {schema}.completed_recently r
+    where r.ctid = any (array(select doomed.ctid from doomed))
     returning 1
 )
 select count(*) from gone;
