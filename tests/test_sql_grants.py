@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 import pgjobs
 from pgjobs import _queries, admin
 from pgjobs._worker.outcome import Outcome, finish_params
+from tests.test_sql_why import claim
 from tests.test_worker import wait_until
 
 Q = _queries.queries()
@@ -219,20 +221,7 @@ def test_completion_records_written_by_the_worker_read_by_the_reader(dsn, db, gr
     job_id = pgjobs.enqueue(db, pgjobs.Task("a"))
     worker_id = "00000000-0000-0000-0000-000000000001"
     with as_role(dsn, granted["worker"]) as conn:
-        claimed = conn.execute(
-            Q["job_claim"],
-            {
-                "queues": ["default"],
-                "limits": [10],
-                "grace": 10,
-                "lease": 60,
-                "worker_id": worker_id,
-                "unwait": False,
-                "after_priorities": None,
-                "after_ids": None,
-            },
-        ).fetchall()
-        assert [row[0] for row in claimed] == [job_id]
+        assert claim(conn, uuid.UUID(worker_id), "default", 10) == [job_id]
         outcome = Outcome(job_id, 1, "completed")
         params = finish_params([outcome], worker_id=worker_id, delete_completed=True)
         assert [row[0] for row in conn.execute(Q["job_finish_many"], params)] == [job_id]
