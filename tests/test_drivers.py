@@ -408,9 +408,9 @@ def _asyncpg_args(dsn: str) -> dict[str, Any]:
     }
 
 
-@contextlib.asynccontextmanager
-async def _psycopg_async(dsn: str) -> AsyncIterator[AsyncDriver]:
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+def _transactions(conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The outer transaction and the rolled-back savepoint of a driver whose connection's
+    ``transaction()`` nests as a savepoint (psycopg's AsyncConnection, asyncpg's)."""
 
     @contextlib.asynccontextmanager
     async def transaction() -> AsyncIterator[Any]:
@@ -424,11 +424,18 @@ async def _psycopg_async(dsn: str) -> AsyncIterator[AsyncDriver]:
                 yield obj
                 raise Rollback
 
+    return transaction, nested
+
+
+@contextlib.asynccontextmanager
+async def _psycopg_async(dsn: str) -> AsyncIterator[AsyncDriver]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
     async def write(obj: Any, n: int) -> None:
         await obj.execute("insert into app_orders values (%s)", (n,))
 
     try:
-        yield transaction, nested, write
+        yield (*_transactions(conn), write)
     finally:
         await conn.close()
 
@@ -444,22 +451,10 @@ async def _asyncpg(dsn: str, pool: bool) -> AsyncIterator[AsyncDriver]:
             conn = await asyncpg.connect(**_asyncpg_args(dsn))
             stack.push_async_callback(conn.close)
 
-        @contextlib.asynccontextmanager
-        async def transaction() -> AsyncIterator[Any]:
-            async with conn.transaction():
-                yield conn
-
-        @contextlib.asynccontextmanager
-        async def nested(obj: Any) -> AsyncIterator[Any]:
-            with contextlib.suppress(Rollback):
-                async with conn.transaction():
-                    yield obj
-                    raise Rollback
-
         async def write(obj: Any, n: int) -> None:
             await conn.execute("insert into app_orders values ($1)", n)
 
-        yield transaction, nested, write
+        yield (*_transactions(conn), write)
 
 
 @contextlib.asynccontextmanager

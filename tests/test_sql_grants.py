@@ -28,6 +28,13 @@ Q = _queries.queries()
 Denied = psycopg.errors.InsufficientPrivilege
 
 
+def assert_denied(conn: psycopg.Connection[Any], *statements: str) -> None:
+    """Each of *statements* is refused to *conn*'s role for want of a privilege."""
+    for statement in statements:
+        with pytest.raises(Denied):
+            conn.execute(statement.encode())
+
+
 @pytest.fixture
 def roles(dsn: str, admin_dsn: str) -> Iterator[dict[str, str]]:
     suffix = secrets.token_hex(4)
@@ -185,16 +192,15 @@ def test_the_reader_inspects_but_changes_nothing(dsn, db, granted) -> None:
         assert admin.doctor(conn)
         assert admin.live_workers(conn) == []
         conn.execute("select * from pgjobs.running_jobs, pgjobs.failed_jobs")
-        for statement in (
+        assert_denied(
+            conn,
             "select pgjobs.enqueue('x')",
             "insert into pgjobs.jobs (kind) values ('x')",
             "update pgjobs.jobs set priority = 1",
             "delete from pgjobs.jobs",
             f"select pgjobs.cancel_job({job_id})",
             "select pgjobs.pause_queue('default')",
-        ):
-            with pytest.raises(Denied):
-                conn.execute(statement.encode())
+        )
     assert db.execute("select state::text, priority from pgjobs.jobs").fetchall() == [
         ("available", 0)
     ]
@@ -228,19 +234,17 @@ def test_completion_records_written_by_the_worker_read_by_the_reader(dsn, db, gr
     assert db.execute("select ids from pgjobs.completed_recently").fetchall() == [([job_id],)]
     with as_role(dsn, granted["reader"]) as conn:
         assert admin.why(conn, job_id).startswith(f"job {job_id} completed at ")
-        for statement in (
+        assert_denied(
+            conn,
             "insert into pgjobs.completed_recently (ids) values ('{1}')",
             "delete from pgjobs.completed_recently",
-        ):
-            with pytest.raises(Denied):
-                conn.execute(statement.encode())
+        )
     with as_role(dsn, granted["enqueuer"]) as conn:
-        for statement in (
+        assert_denied(
+            conn,
             "select * from pgjobs.completed_recently",
             "insert into pgjobs.completed_recently (ids) values ('{1}')",
-        ):
-            with pytest.raises(Denied):
-                conn.execute(statement.encode())
+        )
     with as_role(dsn, granted["worker"]) as conn:
         params = {"keep": -60.0, "now": None, "limit": 10}  # every record is past keeping
         assert conn.execute(Q["completed_recently_prune"], params).fetchone() == (1,)
