@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .outcome import Outcome, describe_error, finish_params
 from .retry import DB_ERRORS, reconnect_delay
+from .shared import SharedConnection
 
 __all__ = ["Completer"]
 
@@ -37,13 +37,13 @@ REFUSED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityErro
 class Completer:
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        connection: SharedConnection,
         schema: str,
         worker_id: str,
         *,
         delete_completed: bool,
     ) -> None:
-        self._pool = pool
+        self._connection = connection
         self._query = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
         self._delete_completed = delete_completed
@@ -73,17 +73,15 @@ class Completer:
     async def run(self) -> None:
         failures = 0
         while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
             try:
-                # A connection per burst of outcomes, not for the worker's life: the one it
-                # takes is the pool's second, which the periodic services use in between.
-                async with self._pool.connection() as conn:
-                    while self._pending:
+                async with self._connection.connection() as conn:
+                    while True:
+                        if not self._pending:
+                            if self._closing:
+                                return
+                            self._wake.clear()
+                            await self._wake.wait()
+                            continue
                         batch = self._pending[:MAX_BATCH]
                         await self._flush(conn, batch)
                         del self._pending[: len(batch)]
