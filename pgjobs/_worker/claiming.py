@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .attempt import claim_params
-from .retry import DB_ERRORS, reconnect_delay
+from .attempt import CLAIM_COLUMNS, claim_params
+from .retry import DB_ERRORS, check_reply, reconnect_delay
 from .running import Runner, Running
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ class Claimer(Runner):
                 after_ids=after_ids,
             )
             cursor = await conn.execute(query, params)
+            await check_reply(conn, cursor, CLAIM_COLUMNS, "a claim")
             rows = await cursor.fetchall()
             if self.observer is not None:
                 self.observer.claimed(len(rows))

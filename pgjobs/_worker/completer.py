@@ -20,7 +20,7 @@ import psycopg
 
 from .. import _queries
 from .outcome import Outcome, describe_error, finish_params
-from .retry import DB_ERRORS, reconnect_delay
+from .retry import DB_ERRORS, check_reply, reconnect_delay
 from .shared import SharedConnection
 
 __all__ = ["Completer"]
@@ -28,6 +28,9 @@ __all__ = ["Completer"]
 log = logging.getLogger("pgjobs.worker")
 
 MAX_BATCH = 5000
+#: The columns of a ``job_finish_many`` row: a recorded id, and the count that makes its
+#: notifications to waiters run.
+FINISH_COLUMNS = 2
 #: What a statement raises when one of its values is refused, not the connection lost:
 #: data exceptions and constraint violations (SQLSTATE classes 22 and 23), and a value
 #: the driver cannot send.
@@ -132,6 +135,7 @@ class Completer:
             batch, worker_id=self._worker_id, delete_completed=self._delete_completed
         )
         cursor = await conn.execute(self._query, params)
+        await check_reply(conn, cursor, FINISH_COLUMNS, "an outcome batch")
         recorded = {row[0] for row in await cursor.fetchall()}
         self.written += len(recorded)
         if len(recorded) != len(batch):
