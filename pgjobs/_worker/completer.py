@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .outcome import Outcome, describe_error, finish_params
 from .retry import DB_ERRORS, check_reply, reconnect_delay
-from .shared import SharedConnection
 
 __all__ = ["Completer"]
 
@@ -40,13 +40,13 @@ REFUSED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityErro
 class Completer:
     def __init__(
         self,
-        connection: SharedConnection,
+        pool: AsyncConnectionPool[Any],
         schema: str,
         worker_id: str,
         *,
         delete_completed: bool,
     ) -> None:
-        self._connection = connection
+        self._pool = pool
         self._query = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
         self._delete_completed = delete_completed
@@ -76,15 +76,17 @@ class Completer:
     async def run(self) -> None:
         failures = 0
         while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
-                async with self._connection.connection() as conn:
-                    while True:
-                        if not self._pending:
-                            if self._closing:
-                                return
-                            self._wake.clear()
-                            await self._wake.wait()
-                            continue
+                # A connection per burst of outcomes, not for the worker's life: the one it
+                # takes is the pool's second, which the periodic services use in between.
+                async with self._pool.connection() as conn:
+                    while self._pending:
                         batch = self._pending[:MAX_BATCH]
                         await self._flush(conn, batch)
                         del self._pending[: len(batch)]
