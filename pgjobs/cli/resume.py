@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import admin
-from ._output import connect, new_parser
+from ._output import add_queue_name, call, new_parser
 
 EXAMPLES = """
 pgjobs resume email
@@ -17,18 +17,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "resume",
         help="let workers claim from a paused queue again",
-        description=(
-            "Resume a paused queue. Waiting workers serving it are woken at once. "
-            "Calls resume_queue()."
-        ),
+        description="""
+            Resume a paused queue. Waiting workers serving it are woken at once. Calls
+            resume_queue().
+        """,
         examples=EXAMPLES,
+        run=run,
     )
-    parser.add_argument("queue", metavar="QUEUE", help="the queue name")
-    parser.set_defaults(func=run)
+    add_queue_name(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    with connect(args) as conn:
-        changed = admin.resume_queue(conn, args.queue, schema=args.schema)
+    changed = call(args, admin.resume_queue, args.queue)
     print(f"queue {args.queue!r} {'resumed' if changed else 'was not paused'}")
     return 0
