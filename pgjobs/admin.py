@@ -54,7 +54,7 @@ from .errors import (
     PgjobsError,
     QueueNotFoundError,
 )
-from .job import FINISHED_STATES, Job, JobState, checked_id, get_op
+from .job import FINISHED_STATES, Job, JobState, _JobFields, checked_id, get_op
 
 __all__ = [
     "DoctorFinding",
@@ -152,27 +152,12 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class JobSummary:
+class JobSummary(_JobFields):
     """A job as :func:`list_jobs` lists it: the fields of :class:`pgjobs.Job` that a
     listing shows, without the payload, result and errors (which can be large)."""
 
-    id: int
-    queue: str
-    kind: str
-    state: JobState
-    priority: int
-    attempt: int
-    max_retry: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     worker_id: UUID | None
     last_error: str | None
-
-    def __post_init__(self) -> None:
-        if type(self.state) is not JobState:
-            object.__setattr__(self, "state", JobState(self.state))
 
 
 @dataclass(frozen=True, slots=True)
