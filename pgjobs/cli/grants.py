@@ -13,6 +13,9 @@ pgjobs grants --no-create --worker app_worker --reader grafana --enqueuer web
 # then, as an admin: GRANT pgjobs_worker TO my_worker_login;
 """
 
+#: The roles, each an option naming it (``--worker ROLE``) and a parameter of grant_roles().
+ROLES = ("enqueuer", "worker", "reader")
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = new_parser(
@@ -30,23 +33,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         examples=EXAMPLES,
         run=run,
     )
-    parser.add_argument("--enqueuer", metavar="ROLE", help="default: <schema>_enqueuer")
-    parser.add_argument("--worker", metavar="ROLE", help="default: <schema>_worker")
-    parser.add_argument("--reader", metavar="ROLE", help="default: <schema>_reader")
+    for role in ROLES:
+        parser.add_argument(f"--{role}", metavar="ROLE", help=f"default: <schema>_{role}")
     parser.add_argument(
         "--no-create", action="store_true", help="grant to existing roles, create none"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    statements = call(
-        args,
-        admin.grant_roles,
-        enqueuer=args.enqueuer,
-        worker=args.worker,
-        reader=args.reader,
-        create_missing=not args.no_create,
-    )
+    names = {role: getattr(args, role) for role in ROLES}
+    statements = call(args, admin.grant_roles, **names, create_missing=not args.no_create)
     for statement in statements:
         print(statement + ";")
     return 0
