@@ -1,4 +1,5 @@
-"""``pgjobs pause QUEUE``: stop workers claiming from a queue."""
+"""``pgjobs pause QUEUE`` and ``pgjobs resume QUEUE``: stop workers claiming from a
+queue, and let them claim from it again."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pgjobs resume email
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = new_parser(
+    pause = new_parser(
         subparsers,
         "pause",
         help="stop workers claiming from a queue",
@@ -27,15 +28,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             pause_queue().
         """,
         examples=EXAMPLES,
-        run=run,
+        run=run_pause,
     )
-    add_queue_name(parser)
-    parser.add_argument(
+    add_queue_name(pause)
+    pause.add_argument(
         "--force", action="store_true", help="pause even if no job or worker names the queue"
     )
+    resume = new_parser(
+        subparsers,
+        "resume",
+        help="let workers claim from a paused queue again",
+        description="""
+            Resume a paused queue. Waiting workers serving it are woken at once. Calls
+            resume_queue().
+        """,
+        examples="pgjobs resume email",
+        run=run_resume,
+    )
+    add_queue_name(resume)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_pause(args: argparse.Namespace) -> int:
     try:
         changed = call(args, admin.pause_queue, args.queue, force=args.force)
     except QueueNotFoundError as exc:
@@ -43,4 +56,10 @@ def run(args: argparse.Namespace) -> int:
             f"{exc}; check the name, or use --force to pause it before first use"
         ) from exc
     print(f"queue {args.queue!r} {'paused' if changed else 'was already paused'}")
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    changed = call(args, admin.resume_queue, args.queue)
+    print(f"queue {args.queue!r} {'resumed' if changed else 'was not paused'}")
     return 0
