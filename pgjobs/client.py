@@ -41,32 +41,46 @@ T = TypeVar("T")
 #: wait() re-checks the job this often even without a NOTIFY: finishes that send none
 #: (an operator's cancel, a rescue that fails the job) are seen within this delay.
 WAIT_RECHECK = 1.0
+#: Through a pooler no NOTIFY arrives: wait() re-reads the job after this delay, doubled
+#: at each read up to WAIT_RECHECK, so a short job is seen soon and a long one costs a
+#: read a second.
+POOLED_FIRST_RECHECK = 0.01
 
 
-def _remaining(deadline: float | None, job_id: int) -> float:
+def _remaining(deadline: float | None, job_id: int, recheck: float) -> float:
     """Seconds to wait for the next notification; TimeoutError once *deadline* passed."""
     if deadline is None:
-        return WAIT_RECHECK
+        return recheck
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError(f"job {job_id} did not finish in time")
-    return min(left, WAIT_RECHECK)
+    return min(left, recheck)
 
 
-def wait_op(job_id: int, schema: str, timeout: float | None) -> Op[Job | None]:
+def wait_op(job_id: int, schema: str, timeout: float | None, *, listen: bool) -> Op[Job | None]:
     """The job once it is finished, on an autocommit connection of its own (see
     :meth:`AsyncClient.wait`): listen, register as a waiter, read the job until it is
-    finished, between waits for a notification; unregister whatever happens."""
+    finished, between waits for a notification; unregister whatever happens.
+
+    Without *listen* (through a pooler) it never LISTENs: no notification could arrive,
+    and a LISTEN left on one of the pooler's server connections makes notifications come
+    in on whichever client uses it next (PgBouncer 1.18 then hands one of its own
+    ``server_check_query`` replies to the wrong client). It registers all the same: a
+    waiter keeps the finished job from being deleted before this call reads it.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     statements = _queries.queries(schema)
-    yield Statement(f"LISTEN {_queries.finished_channel(schema)}".encode())
+    recheck = WAIT_RECHECK if listen else POOLED_FIRST_RECHECK
+    if listen:
+        yield Statement(f"LISTEN {_queries.finished_channel(schema)}".encode())
     yield Statement(statements["waiter_add"], {"id": job_id})
     try:
         while True:
             job = yield from get_op(job_id, schema)
             if job is None or job.finished:
                 return job
-            yield WaitNotify(_remaining(deadline, job_id))
+            yield WaitNotify(_remaining(deadline, job_id, recheck))
+            recheck = min(recheck * 2, WAIT_RECHECK)
     finally:
         yield Statement(statements["waiter_remove"], {"id": job_id})
 
@@ -225,13 +239,14 @@ class Client(_ClientBase):
         completed in the very statement that ran as this call registered. Raises
         TimeoutError after *timeout* seconds. The worker that finishes the job sends a
         NOTIFY because this call registered as a waiter; there is no busy polling.
-        Through a pooler in transaction mode (PgBouncer) the NOTIFY never arrives, and
-        the job is re-read once a second instead.
+        Through a pooler in transaction mode (PgBouncer) a NOTIFY cannot arrive: the
+        call does not LISTEN there, and re-reads the job after 10 ms, then at doubling
+        intervals up to once a second.
         """
         conn = psycopg.Connection.connect(self.dsn, autocommit=True)
         with conn:
-            pooled(conn)
-            return run(conn, wait_op(job_id, self.schema, timeout))
+            listen = not pooled(conn)
+            return run(conn, wait_op(job_id, self.schema, timeout, listen=listen))
 
 
 # sync: end client
@@ -342,13 +357,14 @@ class AsyncClient(_ClientBase):
         completed in the very statement that ran as this call registered. Raises
         TimeoutError after *timeout* seconds. The worker that finishes the job sends a
         NOTIFY because this call registered as a waiter; there is no busy polling.
-        Through a pooler in transaction mode (PgBouncer) the NOTIFY never arrives, and
-        the job is re-read once a second instead.
+        Through a pooler in transaction mode (PgBouncer) a NOTIFY cannot arrive: the
+        call does not LISTEN there, and re-reads the job after 10 ms, then at doubling
+        intervals up to once a second.
         """
         conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         async with conn:
-            await pooled_async(conn)
-            return await run_async(conn, wait_op(job_id, self.schema, timeout))
+            listen = not await pooled_async(conn)
+            return await run_async(conn, wait_op(job_id, self.schema, timeout, listen=listen))
 
 
 # async: end client

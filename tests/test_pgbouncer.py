@@ -91,6 +91,25 @@ async def test_the_workers_asynchronous_commit_stays_out_of_other_clients(
         assert app.execute("show synchronous_commit").fetchone() == ("on",)
 
 
+async def test_nothing_pgjobs_runs_leaves_a_listen_on_a_server_connection(
+    single_server: PgBouncer, direct_dsn: str, running
+) -> None:
+    # A LISTEN through a pooler stays on the server connection that ran it, and the
+    # notifications then come in on whichever client uses it next: PgBouncer 1.18 once
+    # handed a worker's claim the reply to its own server_check_query that way. With a pool
+    # of one, every statement below runs on the one backend that the last one asks.
+    dsn = single_server.dsn(direct_dsn)
+    await running(pgjobs.Server(), make_config(dsn, poll_interval=0.2))
+    with pgjobs.Client(dsn) as client, pytest.raises(TimeoutError):
+        client.wait(client.enqueue(pgjobs.Task("nobody")), timeout=0.05)
+    async with pgjobs.AsyncClient(dsn) as aclient:
+        with pytest.raises(TimeoutError):
+            await aclient.wait(await aclient.enqueue(pgjobs.Task("nobody")), timeout=0.05)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pooled(conn)
+        assert conn.execute("select pg_listening_channels()").fetchall() == []
+
+
 async def test_the_worker_notices_listen_is_deaf_and_polls(
     bouncer_dsn, db, running, caplog
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from collections import Counter
@@ -46,9 +47,12 @@ async def wait_until(check: Callable[[], bool], *, what: str, limit: float = 30.
 
 
 def backends(db: psycopg.Connection[Any], application_name: str) -> int:
-    """Server connections open under *application_name* (pg_stat_activity)."""
+    """Server connections to *db*'s database open under *application_name* (another
+    test run on the same server may use the same name)."""
     row = db.execute(
-        "select count(*) from pg_stat_activity where application_name = %s", (application_name,)
+        "select count(*) from pg_stat_activity"
+        " where application_name = %s and datname = current_database()",
+        (application_name,),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -721,6 +725,51 @@ async def test_jobs_of_a_lost_claim_reply_are_given_back_on_reconnect(dsn, db, r
     row = await wait_for_state(db, job_id, "completed")
     assert row["attempt"] == 1
     assert ran == [1]
+
+
+async def test_a_claim_reply_of_another_shape_is_a_lost_one(
+    dsn, db, running, monkeypatch, caplog
+) -> None:
+    """A reply with other columns than a claim's (a pooler that mixed up its server
+    connections' replies) closes the connection and counts as a lost reply: the worker
+    stays up, and the jobs that claim took are given back and run once."""
+    from pgjobs._worker import attempt, claiming
+
+    caplog.set_level(logging.WARNING, logger="pgjobs.worker")
+    ran: list[int] = []
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        ran.append(ctx.attempt)
+
+    job_id = pgjobs.enqueue(db, pgjobs.Task("ping", max_retry=0))
+    # Every claim's reply looks foreign until the claim loop has said so once.
+    monkeypatch.setattr(claiming, "CLAIM_COLUMNS", attempt.CLAIM_COLUMNS + 1)
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
+
+    def mismatched() -> bool:
+        return any("mixed up" in record.getMessage() for record in caplog.records)
+
+    await wait_until(mismatched, what="a claim to find its reply foreign")
+    monkeypatch.setattr(claiming, "CLAIM_COLUMNS", attempt.CLAIM_COLUMNS)
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["attempt"] == 1
+    assert ran == [1]
+    assert any("gave back" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_reply_is_checked_against_its_statements_columns(dsn) -> None:
+    from pgjobs._worker.retry import ReplyMismatch, check_reply
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cursor = await conn.execute("select 1, 2")
+        await check_reply(conn, cursor, 2, "a pair")  # its own shape: nothing happens
+        assert await cursor.fetchall() == [(1, 2)]
+        cursor = await conn.execute("select 1")
+        with pytest.raises(ReplyMismatch, match="the reply to a pair has 1 columns, not 2"):
+            await check_reply(conn, cursor, 2, "a pair")
+        assert conn.closed  # one reply behind for good: the pool must replace it
 
 
 @pytest.mark.direct_only("not through a pooler: see test_pgbouncer.py")

@@ -65,6 +65,10 @@ class Started(NamedTuple):
     timeout: float
 
 
+#: The columns of a ``job_claim`` row, as :func:`start` unpacks them.
+CLAIM_COLUMNS = 10
+
+
 def start(
     row: tuple[Any, ...], registry: Registry, transactions: JobTransactions | None
 ) -> Started:

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .attempt import claim_params
-from .retry import DB_ERRORS, reconnect_delay
+from .attempt import CLAIM_COLUMNS, claim_params
+from .retry import DB_ERRORS, check_reply, reconnect_delay
 from .running import Runner, Running
 
 if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
     from .._weights import QueuePlanner
     from .listener import Listener
-    from .shared import SharedConnection
 
 __all__ = ["Claimer"]
 
@@ -58,19 +59,19 @@ class Claimer(Runner):
     _claim_min: int
     _stopping: bool
     _waiting: bool
-    _shared: SharedConnection | None
+    _pool: AsyncConnectionPool[Any] | None
     _listener: Listener | None
     _wake: asyncio.Event
 
     async def _claim_loop(self) -> None:
-        assert self._shared is not None
+        assert self._pool is not None
         assert self._loop is not None
         failures = 0
         idle_polls = 0  # polls since the last claim that found work
         armed_at = -REARM_INTERVAL  # when we last set our waiting flag
         while not self._stopping:
             try:
-                async with self._shared.connection() as conn:
+                async with self._pool.connection() as conn:
                     if failures:
                         await self._release_orphans(conn)
                     while not self._stopping:
@@ -180,6 +181,7 @@ class Claimer(Runner):
                 after_ids=after_ids,
             )
             cursor = await conn.execute(query, params)
+            await check_reply(conn, cursor, CLAIM_COLUMNS, "a claim")
             rows = await cursor.fetchall()
             if self.observer is not None:
                 self.observer.claimed(len(rows))

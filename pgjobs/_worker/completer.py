@@ -17,17 +17,20 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .outcome import Outcome, describe_error, finish_params
-from .retry import DB_ERRORS, reconnect_delay
-from .shared import SharedConnection
+from .retry import DB_ERRORS, check_reply, reconnect_delay
 
 __all__ = ["Completer"]
 
 log = logging.getLogger("pgjobs.worker")
 
 MAX_BATCH = 5000
+#: The columns of a ``job_finish_many`` row: a recorded id, and the count that makes its
+#: notifications to waiters run.
+FINISH_COLUMNS = 2
 #: What a statement raises when one of its values is refused, not the connection lost:
 #: data exceptions and constraint violations (SQLSTATE classes 22 and 23), and a value
 #: the driver cannot send.
@@ -37,13 +40,13 @@ REFUSED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityErro
 class Completer:
     def __init__(
         self,
-        connection: SharedConnection,
+        pool: AsyncConnectionPool[Any],
         schema: str,
         worker_id: str,
         *,
         delete_completed: bool,
     ) -> None:
-        self._connection = connection
+        self._pool = pool
         self._query = _queries.queries(schema)["job_finish_many"]
         self._worker_id = worker_id
         self._delete_completed = delete_completed
@@ -73,15 +76,17 @@ class Completer:
     async def run(self) -> None:
         failures = 0
         while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
-                async with self._connection.connection() as conn:
-                    while True:
-                        if not self._pending:
-                            if self._closing:
-                                return
-                            self._wake.clear()
-                            await self._wake.wait()
-                            continue
+                # A connection per burst of outcomes, not for the worker's life: the one it
+                # takes is the pool's second, which the periodic services use in between.
+                async with self._pool.connection() as conn:
+                    while self._pending:
                         batch = self._pending[:MAX_BATCH]
                         await self._flush(conn, batch)
                         del self._pending[: len(batch)]
@@ -132,6 +137,7 @@ class Completer:
             batch, worker_id=self._worker_id, delete_completed=self._delete_completed
         )
         cursor = await conn.execute(self._query, params)
+        await check_reply(conn, cursor, FINISH_COLUMNS, "an outcome batch")
         recorded = {row[0] for row in await cursor.fetchall()}
         self.written += len(recorded)
         if len(recorded) != len(batch):

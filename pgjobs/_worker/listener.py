@@ -2,12 +2,13 @@
 
 It needs a session of its own. Through a pooler in transaction mode (PgBouncer's
 ``pool_mode = transaction``) LISTEN is accepted but its notifications never arrive: the
-server connection that ran it goes back to the pool. So after each LISTEN the listener
-sends itself a notification from a connection of the worker's pool; if it does not arrive within
-``CHECK_TIMEOUT`` it says so in the log and stops, and the worker polls for work every
-``poll_interval`` (``listen=False`` skips the check and the connection). When the
-connection drops it reconnects with backoff and then wakes the worker, since
-notifications sent meanwhile are lost.
+server connection that ran it goes back to the pool. So the listener does not LISTEN
+through a pooler it detects (see _pooler.py); where it does LISTEN, it then sends itself
+a notification from a connection of the worker's pool. If a pooler was detected, or the
+notification does not arrive within ``CHECK_TIMEOUT``, it says so in the log and stops,
+and the worker polls for work every ``poll_interval`` (``listen=False`` skips the check
+and the connection). When the connection drops it reconnects with backoff and then
+wakes the worker, since notifications sent meanwhile are lost.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import _queries
 from .._dsn import redact
+from .._pooler import pooled_async
 from .retry import DB_ERRORS, reconnect_delay
 
 __all__ = ["Listener"]
@@ -64,6 +66,13 @@ class Listener:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
                 async with conn:
+                    if await pooled_async(conn):
+                        # Not even tried: a LISTEN left on one of the pooler's server
+                        # connections makes notifications come in on whichever client
+                        # uses it next (PgBouncer 1.18 then hands one of its own
+                        # server_check_query replies to the wrong client).
+                        self._give_up()
+                        return
                     await conn.execute(f"LISTEN {self._wakeup}".encode())
                     await conn.execute(f"LISTEN {self._control}".encode())
                     if not await self._hears_itself(conn):

@@ -61,7 +61,6 @@ from .probe import wait_for_database
 from .retry import DB_ERRORS
 from .running import Running
 from .services import WorkerServices, run_periodically
-from .shared import SharedConnection
 from .threads import DaemonThreadPool
 from .transactions import JobTransactions
 
@@ -126,7 +125,6 @@ class Worker(Claimer):
         self._waiting = False  # our row's `waiting` flag, as last written
         self._tasks: list[asyncio.Task[Any]] = []
         self._pool: AsyncConnectionPool[Any] | None = None
-        self._shared: SharedConnection | None = None  # the claim loop's and the completer's
         self._listener: Listener | None = None
         # Control messages naming a running job: job id -> attempt, until checked.
         self._cancel_hints: dict[int, int] = {}
@@ -154,8 +152,9 @@ class Worker(Claimer):
         self._idle.set()
         self._abort = asyncio.Event()
         self._failed = asyncio.Event()
-        # Two connections: one that the claim loop and the completer share, one for the
-        # periodic services; with the listener's, three per worker (docs/deployment.md).
+        # Two connections: the claim loop holds one, the completer and the periodic
+        # services take turns on the other; with the listener's, three per worker
+        # (docs/deployment.md says why claims get one to themselves).
         self._pool = AsyncConnectionPool(
             dsn,
             min_size=2,
@@ -187,9 +186,8 @@ class Worker(Claimer):
         except BaseException:
             await self._pool.close()
             raise
-        self._shared = SharedConnection(self._pool)
         self._completer = Completer(
-            self._shared, config.schema, self.id, delete_completed=config._deletes_completed
+            self._pool, config.schema, self.id, delete_completed=config._deletes_completed
         )
         self._transactions = JobTransactions(
             dsn,
@@ -309,8 +307,6 @@ class Worker(Claimer):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert self._shared is not None
-        await self._shared.close()
         try:
             async with self._pool.connection(timeout=5.0) as conn:
                 if released:
