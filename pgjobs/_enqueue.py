@@ -14,6 +14,8 @@ Unique tasks (``Task(unique_key=...)``) claim their key in the same transaction 
 ``pgjobs/sql/unique.sql``): every enqueue function accepts them and returns, for a
 duplicate, the id of the job that holds the key; :func:`enqueue_unique` also says
 whether it was a duplicate.
+
+The public names here are declared once, in ``pgjobs.__all__``, which re-exports them.
 """
 
 from __future__ import annotations
@@ -36,19 +38,6 @@ from .task import (
     Task,
     encode_payload,
 )
-
-__all__ = [
-    "AsyncEnqueuer",
-    "EnqueueResult",
-    "Enqueuer",
-    "enqueue",
-    "enqueue_async",
-    "enqueue_many",
-    "enqueue_many_async",
-    "enqueue_unique",
-    "enqueue_unique_async",
-    "psycopg_connection",
-]
 
 #: What psycopg_connection passes through as it is (a tuple: ``A | B`` would build a
 #: union object at every enqueue).

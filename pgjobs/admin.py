@@ -54,7 +54,7 @@ from .errors import (
     PgjobsError,
     QueueNotFoundError,
 )
-from .job import FINISHED_STATES, Job, JobState, checked_id, get_op
+from .job import FINISHED_STATES, Job, JobState, _JobFields, checked_id, get_op
 
 __all__ = [
     "DoctorFinding",
@@ -152,27 +152,12 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class JobSummary:
+class JobSummary(_JobFields):
     """A job as :func:`list_jobs` lists it: the fields of :class:`pgjobs.Job` that a
     listing shows, without the payload, result and errors (which can be large)."""
 
-    id: int
-    queue: str
-    kind: str
-    state: JobState
-    priority: int
-    attempt: int
-    max_retry: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     worker_id: UUID | None
     last_error: str | None
-
-    def __post_init__(self) -> None:
-        if type(self.state) is not JobState:
-            object.__setattr__(self, "state", JobState(self.state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +200,7 @@ ROW_TYPES: dict[str, type[Any]] = {
 
 
 # --- the two faces ----------------------------------------------------------------------------
+# Each operation below is followed by its public sync face and async twin, made by _faces.
 
 
 def _faces(
@@ -328,10 +314,16 @@ def _queue_summary(*, schema: str = DEFAULT_SCHEMA) -> Op[list[QueueSummary]]:
     return [QueueSummary(*row) for row in rows]
 
 
+queue_summary, queue_summary_async = _faces(_queue_summary)
+
+
 def _live_workers(*, schema: str = DEFAULT_SCHEMA) -> Op[list[WorkerInfo]]:
     """Workers whose heartbeat is younger than 60 seconds."""
     rows = yield from _rows(schema, "worker_list_live")
     return [WorkerInfo(*row) for row in rows]
+
+
+live_workers, live_workers_async = _faces(_live_workers)
 
 
 def _list_jobs(
@@ -356,12 +348,18 @@ def _list_jobs(
     return [JobSummary(*row) for row in rows]
 
 
+list_jobs, list_jobs_async = _faces(_list_jobs)
+
+
 def _get_job(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[Job | None]:
     """Everything about one job (payload, result, errors, lease, worker); None if there
     is no such job (never enqueued, or finished and deleted). The same :class:`pgjobs.Job`
     as ``Client.get`` returns."""
     job = yield from get_op(job_id, schema)
     return job
+
+
+get_job, get_job_async = _faces(_get_job)
 
 
 def _retry_job(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
@@ -373,12 +371,18 @@ def _retry_job(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     return bool(retried)
 
 
+retry_job, retry_job_async = _faces(_retry_job)
+
+
 def _retry_failed(
     *, kind: str | None = None, queue: str | None = None, schema: str = DEFAULT_SCHEMA
 ) -> Op[int]:
     """Make every failed job (of *kind*, of *queue*, when given) available now; how many."""
     count = yield from _scalar(schema, "job_retry_failed", {"kind": kind, "queue": queue})
     return int(count)
+
+
+retry_failed, retry_failed_async = _faces(_retry_failed)
 
 
 def _cancel_job(
@@ -395,6 +399,9 @@ def _cancel_job(
     return bool(cancelled)
 
 
+cancel_job, cancel_job_async = _faces(_cancel_job)
+
+
 def _pause_queue(queue: str, *, force: bool = False, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     """Stop workers claiming from *queue*, from their next claim on; False if it was
     already paused. The pause is a row in ``<schema>.queues``: it holds across restarts.
@@ -405,10 +412,16 @@ def _pause_queue(queue: str, *, force: bool = False, schema: str = DEFAULT_SCHEM
     return bool(paused)
 
 
+pause_queue, pause_queue_async = _faces(_pause_queue, missing=QueueNotFoundError)
+
+
 def _resume_queue(queue: str, *, schema: str = DEFAULT_SCHEMA) -> Op[bool]:
     """Let workers claim from *queue* again (waking waiting ones); False if not paused."""
     resumed = yield from _scalar(schema, "queue_resume", {"queue": queue})
     return bool(resumed)
+
+
+resume_queue, resume_queue_async = _faces(_resume_queue, missing=QueueNotFoundError)
 
 
 def _finished_params(older_than: float | timedelta, states: Iterable[str]) -> dict[str, Any]:
@@ -436,6 +449,9 @@ def _purge_finished(
     return int(deleted)
 
 
+purge_finished, purge_finished_async = _faces(_purge_finished)
+
+
 def _count_finished(
     older_than: float | timedelta,
     *,
@@ -445,6 +461,9 @@ def _count_finished(
     """How many jobs :func:`purge_finished` would delete now."""
     count = yield from _scalar(schema, "job_count_finished", _finished_params(older_than, states))
     return int(count)
+
+
+count_finished, count_finished_async = _faces(_count_finished)
 
 
 def _why(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[str]:
@@ -463,6 +482,9 @@ def _why(job_id: int, *, schema: str = DEFAULT_SCHEMA) -> Op[str]:
         return _gone(job_id, issued, standby=standby)
     text = yield from _scalar(schema, "job_why", {"id": job_id})
     return str(text)
+
+
+why, why_async = _faces(_why)
 
 
 def _gone(job_id: int, issued: int, *, standby: bool) -> str:
@@ -498,12 +520,18 @@ def _doctor(
     return [DoctorFinding(*row) for row in rows]
 
 
+doctor, doctor_async = _faces(_doctor)
+
+
 def _vacuum_blockers(*, limit: int = 10, schema: str = DEFAULT_SCHEMA) -> Op[list[VacuumBlocker]]:
     """The transactions, replication slots and prepared transactions with the oldest
     snapshots, oldest first."""
     params = {"limit": _positive(limit, "limit")}
     rows = yield from _rows(schema, "doctor_vacuum_blockers", params)
     return [VacuumBlocker(*row) for row in rows]
+
+
+vacuum_blockers, vacuum_blockers_async = _faces(_vacuum_blockers)
 
 
 def _grant_roles(
@@ -528,20 +556,4 @@ def _grant_roles(
     return [str(row[0]) for row in rows]
 
 
-# --- the public functions: each operation's sync face, and its async twin ---------------------
-
-queue_summary, queue_summary_async = _faces(_queue_summary)
-live_workers, live_workers_async = _faces(_live_workers)
-list_jobs, list_jobs_async = _faces(_list_jobs)
-get_job, get_job_async = _faces(_get_job)
-retry_job, retry_job_async = _faces(_retry_job)
-retry_failed, retry_failed_async = _faces(_retry_failed)
-cancel_job, cancel_job_async = _faces(_cancel_job)
-pause_queue, pause_queue_async = _faces(_pause_queue, missing=QueueNotFoundError)
-resume_queue, resume_queue_async = _faces(_resume_queue, missing=QueueNotFoundError)
-purge_finished, purge_finished_async = _faces(_purge_finished)
-count_finished, count_finished_async = _faces(_count_finished)
-why, why_async = _faces(_why)
-doctor, doctor_async = _faces(_doctor)
-vacuum_blockers, vacuum_blockers_async = _faces(_vacuum_blockers)
 grant_roles, grant_roles_async = _faces(_grant_roles)

@@ -97,8 +97,9 @@ FINISHED_STATES: tuple[JobState, ...] = (JobState.COMPLETED, JobState.FAILED, Jo
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """A snapshot of one row of ``<schema>.jobs``, with its worker."""
+class _JobFields:
+    """The fields that open every read of a job, :class:`Job` and a listing's
+    :class:`pgjobs.admin.JobSummary` alike, in their columns' order."""
 
     id: int
     queue: str
@@ -113,6 +114,21 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    def __post_init__(self) -> None:
+        if type(self.state) is not JobState:
+            object.__setattr__(self, "state", JobState(self.state))
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is completed, failed or cancelled."""
+        return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Job(_JobFields):
+    """A snapshot of one row of ``<schema>.jobs``, with its worker."""
+
     payload: Any
     #: What the handler returned, while the completed job is retained.
     result: Any
@@ -127,15 +143,6 @@ class Job:
     #: Where that worker runs, while its row in ``<schema>.workers`` exists.
     worker_host: str | None
     worker_pid: int | None
-
-    def __post_init__(self) -> None:
-        if type(self.state) is not JobState:
-            object.__setattr__(self, "state", JobState(self.state))
-
-    @property
-    def finished(self) -> bool:
-        """True once the job is completed, failed or cancelled."""
-        return self.state in FINISHED_STATES
 
 
 #: The columns of ``job_get`` (and of every statement that reads jobs as :class:`Job`),

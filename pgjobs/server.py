@@ -28,7 +28,6 @@ import logging
 import signal
 from collections.abc import Callable
 from datetime import timedelta, tzinfo
-from types import TracebackType
 from typing import Any, Self
 
 from ._logging import configure as configure_logging
@@ -166,12 +165,8 @@ class Server:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Stopping is the same whether the block raised or not; the exception propagates.
         await self.stop()
 
     def run(self, config: Config | None = None) -> None:

@@ -72,10 +72,10 @@ _RESIGN_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DB_ERRORS)
 
 def leader_services(
     config: Config, periodic: Sequence[Periodic], handover: Handover | None
-) -> list[Service[Any]]:
+) -> list[Service[Any, Any]]:
     """The services a leader runs: the periodic scheduler (if anything is periodic) and
     the pruner. *handover*: the previous leader's term, if there was one."""
-    services: list[Service[Any]] = []
+    services: list[Service[Any, Any]] = []
     if periodic:
         # A handover takes up to a term and an interval; take over ticks from at least that.
         takeover = (TERMS_PER_INTERVAL + 2) * config.leader_interval
@@ -140,7 +140,7 @@ class Elector:
         schema: str,
         worker_id: str,
         config: ElectorConfig,
-        services: Callable[[Handover | None], Sequence[Service[Any]]],
+        services: Callable[[Handover | None], Sequence[Service[Any, Any]]],
     ) -> None:
         self.pool = pool
         self.queries = _queries.queries(schema)
@@ -152,7 +152,7 @@ class Elector:
         self.name = config.name
         self.signals = ElectorSignals()
         #: The services of the current term (empty while not leading).
-        self.services: list[Service[Any]] = []
+        self.services: list[Service[Any, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._leading = False
         self._lock = asyncio.Lock()

@@ -107,12 +107,11 @@ class PruneResult:
         return sum(self.deleted.values())
 
 
-class Pruner(Service[PruneResult]):
+class Pruner(Service[PruneResult, PrunerConfig]):
     name = "pruner"
 
     def __init__(self, schema: str, config: PrunerConfig) -> None:
-        super().__init__(schema, config.interval)
-        self.config = config
+        super().__init__(schema, config)
         #: Where the walk over held keys resumes ('' is before every key).
         self._after = ""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..context import Context
@@ -40,46 +41,22 @@ __all__ = ["Deadline", "Runner", "Running"]
 log = logging.getLogger("pgjobs.worker")
 
 
+@dataclass(slots=True, eq=False)
 class Running:
     """Bookkeeping for one claimed job while its code runs."""
 
-    __slots__ = (
-        "aio_task",
-        "attempt",
-        "ctx",
-        "deadline",
-        "id",
-        "max_retry",
-        "registration",
-        "settled",
-        "started",
-        "task",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        job_id: int,
-        attempt: int,
-        max_retry: int,
-        timeout: float,
-        ctx: Context,
-        task: Task,
-        registration: Registration | None,
-        started: float,
-    ) -> None:
-        self.id = job_id
-        self.attempt = attempt
-        self.max_retry = max_retry
-        self.timeout = timeout
-        self.ctx = ctx
-        self.task = task
-        self.registration = registration
-        self.started = started
-        #: True once the attempt's fate is decided (outcome queued, or cancelled/released).
-        self.settled = False
-        self.deadline: Deadline | None = None
-        self.aio_task: asyncio.Task[None] | None = None
+    id: int
+    attempt: int
+    max_retry: int
+    timeout: float
+    ctx: Context
+    task: Task
+    registration: Registration | None
+    started: float
+    #: True once the attempt's fate is decided (outcome queued, or cancelled/released).
+    settled: bool = False
+    deadline: Deadline | None = None
+    aio_task: asyncio.Task[None] | None = None
 
 
 class Deadline:

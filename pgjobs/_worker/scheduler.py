@@ -58,7 +58,7 @@ class ScheduleResult:
     enqueued: tuple[int, ...]
 
 
-class Scheduler(Service[ScheduleResult]):
+class Scheduler(Service[ScheduleResult, SchedulerConfig]):
     name = "periodic"
 
     def __init__(
@@ -69,8 +69,7 @@ class Scheduler(Service[ScheduleResult]):
         *,
         handover: Handover | None = None,
     ) -> None:
-        super().__init__(schema, config.interval)
-        self.config = config
+        super().__init__(schema, config)
         self.schema = schema
         self.periodic = list(periodic)
         self.handover = handover

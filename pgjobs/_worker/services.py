@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -56,6 +56,7 @@ __all__ = [
     "Rescuer",
     "RescuerConfig",
     "Service",
+    "ServiceConfig",
     "ServiceSignals",
     "StageResult",
     "Stager",
@@ -68,6 +69,16 @@ __all__ = [
 log = logging.getLogger("pgjobs.worker")
 
 R = TypeVar("R")
+
+
+class ServiceConfig(Protocol):
+    """What every service's config has: seconds between two passes."""
+
+    @property
+    def interval(self) -> float: ...
+
+
+C = TypeVar("C", bound=ServiceConfig)
 
 #: Rows changed per statement by a maintenance pass, so no pass holds many row locks.
 BATCH = 1000
@@ -96,16 +107,18 @@ class ServiceSignals(Generic[R]):
         self.failed.init()
 
 
-class Service(Generic[R]):
-    """The shape every service has: a name, an interval, a pass, its signals."""
+class Service(Generic[R, C]):
+    """The shape every service has: a name, a config and its interval, a pass, its
+    signals."""
 
     name: ClassVar[str] = "service"
     #: Make a first pass as soon as the service starts, instead of after one interval.
     run_at_start: ClassVar[bool] = False
 
-    def __init__(self, schema: str, interval: float) -> None:
+    def __init__(self, schema: str, config: C) -> None:
         self.queries = _queries.queries(schema)
-        self.interval = interval
+        self.config = config
+        self.interval = config.interval
         self.signals: ServiceSignals[R] = ServiceSignals()
 
     async def run_once(self, conn: Any, now: datetime | None = None) -> R:
@@ -137,7 +150,7 @@ async def turn(db: Any) -> AsyncIterator[Any]:
         yield db
 
 
-async def run_periodically(service: Service[Any], pool: AsyncConnectionPool[Any]) -> None:
+async def run_periodically(service: Service[Any, Any], pool: AsyncConnectionPool[Any]) -> None:
     """Run *service* every :meth:`Service.next_delay` seconds until cancelled."""
     delay = 0.0 if service.run_at_start else service.next_delay()
     while True:
@@ -188,7 +201,7 @@ class HeartbeatResult:
     extended: tuple[int, ...]
 
 
-class Heartbeat(Service[HeartbeatResult]):
+class Heartbeat(Service[HeartbeatResult, HeartbeatConfig]):
     name = "heartbeat"
 
     def __init__(
@@ -198,8 +211,7 @@ class Heartbeat(Service[HeartbeatResult]):
         worker_row: dict[str, Any],
         long_jobs: Callable[[], tuple[list[int], list[int]]],
     ) -> None:
-        super().__init__(schema, config.interval)
-        self.config = config
+        super().__init__(schema, config)
         self.worker_row = worker_row
         self.long_jobs = long_jobs
 
@@ -249,12 +261,11 @@ class StageResult:
         return sum(self.staged.values())
 
 
-class Stager(Service[StageResult]):
+class Stager(Service[StageResult, StagerConfig]):
     name = "stager"
 
     def __init__(self, schema: str, config: StagerConfig, on_staged: Callable[[str], None]) -> None:
-        super().__init__(schema, config.interval)
-        self.config = config
+        super().__init__(schema, config)
         self.on_staged = on_staged
 
     async def run_once(self, conn: Any, now: datetime | None = None) -> StageResult:
@@ -319,7 +330,7 @@ class RescueResult:
         return len(self.available) + len(self.failed)
 
 
-class Rescuer(Service[RescueResult]):
+class Rescuer(Service[RescueResult, RescuerConfig]):
     """Returns the jobs of dead workers to their queues.
 
     Every worker runs a pass at start, so that workers restarting faster than the
@@ -335,8 +346,7 @@ class Rescuer(Service[RescueResult]):
     run_at_start = True
 
     def __init__(self, schema: str, config: RescuerConfig) -> None:
-        super().__init__(schema, config.interval)
-        self.config = config
+        super().__init__(schema, config)
         #: Seconds from the last pass to the next lease expiry (None: no running job).
         self.next_expiry: float | None = None
 

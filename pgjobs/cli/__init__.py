@@ -1,9 +1,10 @@
 """The ``pgjobs`` command line: one module per command, one place for errors.
 
-Each command module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a callable taking the parsed arguments and returning an exit code. Errors a
-user can fix (no DSN, unreachable database, schema not migrated, bad input) are printed
-as one line, ``pgjobs: error: ...``, with exit status 2; nothing else is caught.
+Each command module (``pause`` also holds its inverse, ``resume``) exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking
+the parsed arguments and returning an exit code. Errors a user can fix (no DSN,
+unreachable database, schema not migrated, bad input) are printed as one line,
+``pgjobs: error: ...``, with exit status 2; nothing else is caught.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from . import (
     migrate_cmd,
     pause,
     purge,
-    resume,
     retry,
     status,
     why,
@@ -50,8 +50,7 @@ COMMANDS = (
     enqueue_cmd,
     retry,
     cancel,
-    pause,
-    resume,
+    pause,  # and resume
     why,
     doctor,
     purge,

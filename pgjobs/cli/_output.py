@@ -14,12 +14,12 @@ import json
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -37,9 +37,12 @@ from ._common import add_database_options, dsn_from, schema_from
 from ._parse import parse_duration
 
 __all__ = [
+    "add_job_id",
     "add_json_option",
+    "add_queue_name",
     "age",
     "age_limit",
+    "call",
     "clean",
     "connect",
     "count",
@@ -61,19 +64,25 @@ def new_parser(
     help: str,
     description: str,
     examples: str,
+    run: Callable[[argparse.Namespace], int] | None = None,
     database: bool = True,
 ) -> argparse.ArgumentParser:
-    """A command's parser with the shared layout: description, examples, --dsn/--schema."""
+    """A command's parser with the shared layout: description (one paragraph, written
+    over as many lines as it takes), examples, --dsn/--schema; *run* is what the command
+    does with the parsed arguments (none for a command whose actions have parsers of
+    their own)."""
     parser = subparsers.add_parser(
         name,
         help=help,
-        description=description,
+        description=" ".join(description.split()),
         epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip("\n"), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if database:
         add_database_options(parser)
     parser.set_defaults(log_level="WARNING")
+    if run is not None:
+        parser.set_defaults(func=run)
     parser.error = _one_line_error  # type: ignore[method-assign]
     return parser
 
@@ -128,6 +137,16 @@ def age_limit(text: str) -> timedelta:
     return value
 
 
+def add_job_id(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    """The ID argument of a command on one job (read by :func:`pgjobs.job.parse_id`)."""
+    parser.add_argument("id", metavar="ID", nargs="?" if optional else None, help="the job id")
+
+
+def add_queue_name(parser: argparse.ArgumentParser) -> None:
+    """The QUEUE argument of a command on one queue."""
+    parser.add_argument("queue", metavar="QUEUE", help="the queue name")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print JSON for scripts instead of a table"
@@ -150,6 +169,18 @@ def connect(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
             yield conn
         except MISSING_OBJECT as exc:
             raise schema_error(exc, schema) from exc
+
+
+_T = TypeVar("_T")
+
+
+def call(
+    args: argparse.Namespace, operation: Callable[..., _T], *params: Any, **options: Any
+) -> _T:
+    """*operation*, a function of :mod:`pgjobs.admin`, run on a connection to the
+    command's database (see :func:`connect`) and in its schema."""
+    with connect(args) as conn:
+        return operation(conn, *params, schema=args.schema, **options)
 
 
 def json_text(value: Any, *, indent: int | None = 2) -> str:

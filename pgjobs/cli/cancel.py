@@ -7,7 +7,7 @@ import argparse
 from .. import admin
 from ..errors import JobStateError
 from ..job import not_found, parse_id
-from ._output import clean, connect, job_state, new_parser
+from ._output import add_job_id, clean, connect, job_state, new_parser
 
 EXAMPLES = """
 pgjobs cancel 42
@@ -20,16 +20,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "cancel",
         help="cancel a job (a running one cooperatively)",
-        description=(
-            "Cancel a scheduled, available or running job. A running job is marked cancelled "
-            "at once and its worker is told through NOTIFY, which cancels the handler's "
-            "context; the handler's own result is then discarded. Calls cancel_job()."
-        ),
+        description="""
+            Cancel a scheduled, available or running job. A running job is marked
+            cancelled at once and its worker is told through NOTIFY, which cancels the
+            handler's context; the handler's own result is then discarded. Calls
+            cancel_job().
+        """,
         examples=EXAMPLES,
+        run=run,
     )
-    parser.add_argument("id", metavar="ID", help="the job id")
+    add_job_id(parser)
     parser.add_argument("--reason", help="recorded as the job's last error")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

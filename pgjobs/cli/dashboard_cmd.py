@@ -24,13 +24,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "dashboard",
         help="serve the web dashboard",
-        description=(
-            "Serve the web dashboard: queues with their throughput, jobs with filters, "
-            "retry, cancel and delete, workers, health checks. It binds 127.0.0.1 unless "
-            "told otherwise, and refuses any other address without a token. Needs "
-            'pip install "pgjobs[dashboard]".'
-        ),
+        description="""
+            Serve the web dashboard: queues with their throughput, jobs with filters,
+            retry, cancel and delete, workers, health checks. It binds 127.0.0.1 unless
+            told otherwise, and refuses any other address without a token. Needs pip
+            install "pgjobs[dashboard]".
+        """,
         examples=EXAMPLES,
+        run=run,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help=f"a secret every page asks for (default: ${TOKEN_ENV}); needed off loopback",
     )
-    parser.set_defaults(func=run, log_level="INFO")
+    parser.set_defaults(log_level="INFO")
 
 
 def run(args: argparse.Namespace) -> int:

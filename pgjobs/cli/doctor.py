@@ -19,14 +19,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "doctor",
         help="diagnose what degrades the queue",
-        description=(
-            "Check what makes a Postgres queue slow: transactions, replication slots and "
-            "prepared transactions holding back vacuum (pid, age, query start), dead rows in "
-            "the jobs table, jobs stuck past their lease, overdue scheduled jobs, queues with "
-            "work that no live worker serves, and the jobs table's autovacuum settings. Exit "
-            "status 1 when a finding is a warning. Calls doctor() and reads vacuum_blockers."
-        ),
+        description="""
+            Check what makes a Postgres queue slow: transactions, replication slots and
+            prepared transactions holding back vacuum (pid, age, query start), dead rows
+            in the jobs table, jobs stuck past their lease, overdue scheduled jobs,
+            queues with work that no live worker serves, and the jobs table's autovacuum
+            settings. Exit status 1 when a finding is a warning. Calls doctor() and
+            reads vacuum_blockers.
+        """,
         examples=EXAMPLES,
+        run=run,
     )
     parser.add_argument(
         "--long-transaction",
@@ -36,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="flag transactions open at least this long (default 5m)",
     )
     add_json_option(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,11 +26,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "enqueue",
         help="add a job",
-        description=(
-            "Enqueue one job and print its id. The options and checks are those of "
-            "pgjobs.Task; durations take a unit (90s, 15m, 2h, 7d)."
-        ),
+        description="""
+            Enqueue one job and print its id. The options and checks are those of
+            pgjobs.Task; durations take a unit (90s, 15m, 2h, 7d).
+        """,
         examples=EXAMPLES,
+        run=run,
     )
     parser.add_argument("kind", metavar="KIND", help="the job's kind (its handler's name)")
     parser.add_argument(
@@ -56,7 +57,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--delay", help="run after this long, such as 30s or 2h")
     when.add_argument("--run-at", help="run at this ISO 8601 time with a UTC offset")
-    parser.set_defaults(func=run)
 
 
 def _payload(text: str) -> object:

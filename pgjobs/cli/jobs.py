@@ -8,10 +8,11 @@ from .. import admin
 from ..job import Job, JobState, not_found, parse_id
 from ._output import (
     Figure,
+    add_job_id,
     add_json_option,
     age,
+    call,
     clean,
-    connect,
     count,
     duration,
     json_text,
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         pgjobs jobs list --state failed
         pgjobs jobs list --queue email --kind send_receipt --limit 200
         """,
+        run=run_list,
     )
     listing.add_argument(
         "--state", choices=[str(state) for state in JobState], help="only jobs in this state"
@@ -57,7 +59,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--kind", help="only jobs of this kind")
     listing.add_argument("--limit", type=count, default=50, help="at most this many (default 50)")
     add_json_option(listing)
-    listing.set_defaults(func=run_list)
 
     show = new_parser(
         actions,
@@ -68,10 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         pgjobs jobs show 42
         pgjobs jobs show 42 --json | jq .payload
         """,
+        run=run_show,
     )
-    show.add_argument("id", metavar="ID", help="the job id")
+    add_job_id(show)
     add_json_option(show)
-    show.set_defaults(func=run_show)
 
 
 def _first_line(text: str | None, width: int = 60) -> str:
@@ -87,15 +88,14 @@ def _run_at(job: admin.JobSummary | Job) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with connect(args) as conn:
-        jobs = admin.list_jobs(
-            conn,
-            state=args.state,
-            queue=args.queue,
-            kind=args.kind,
-            limit=args.limit,
-            schema=args.schema,
-        )
+    jobs = call(
+        args,
+        admin.list_jobs,
+        state=args.state,
+        queue=args.queue,
+        kind=args.kind,
+        limit=args.limit,
+    )
     if args.json:
         print_json(jobs)
         return 0
@@ -122,9 +122,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    with connect(args) as conn:
-        job_id = parse_id(args.id)
-        job = admin.get_job(conn, job_id, schema=args.schema)
+    job_id = parse_id(args.id)
+    job = call(args, admin.get_job, job_id)
     if job is None:
         raise not_found(job_id)
     if args.json:

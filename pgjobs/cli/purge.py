@@ -20,12 +20,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "purge",
         help="delete finished jobs older than a duration",
-        description=(
-            "Delete completed, failed and cancelled jobs that finished more than a duration "
-            "ago, in batches of --batch-size rows, each its own short transaction so that "
-            "vacuum is never held back for long. Calls purge_finished()."
-        ),
+        description="""
+            Delete completed, failed and cancelled jobs that finished more than a
+            duration ago, in batches of --batch-size rows, each its own short
+            transaction so that vacuum is never held back for long. Calls
+            purge_finished().
+        """,
         examples=EXAMPLES,
+        run=run,
     )
     parser.add_argument(
         "--older-than",
@@ -44,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--batch-size", type=count, default=10_000, help="rows per transaction (default 10000)"
     )
     parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 from .. import admin
 from ..errors import InvalidArgumentError, JobStateError
 from ..job import parse_id
-from ._output import connect, job_state, new_parser
+from ._output import add_job_id, connect, job_state, new_parser
 
 EXAMPLES = """
 pgjobs retry 42                                  # run failed (or cancelled) job 42 again, now
@@ -21,18 +21,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "retry",
         help="run a failed or cancelled job again (or all failed jobs)",
-        description=(
-            "Make a failed, cancelled or scheduled job available now. A job that used up its "
-            "retries gets exactly one more attempt. With --all-failed, every failed job, "
-            "optionally of one kind and queue. Calls retry_job() / retry_failed()."
-        ),
+        description="""
+            Make a failed, cancelled or scheduled job available now. A job that used up
+            its retries gets exactly one more attempt. With --all-failed, every failed
+            job, optionally of one kind and queue. Calls retry_job() / retry_failed().
+        """,
         examples=EXAMPLES,
+        run=run,
     )
-    parser.add_argument("id", metavar="ID", nargs="?", help="the job id")
+    add_job_id(parser, optional=True)
     parser.add_argument("--all-failed", action="store_true", help="retry every failed job")
     parser.add_argument("--kind", help="with --all-failed: only jobs of this kind")
     parser.add_argument("--queue", help="with --all-failed: only jobs of this queue")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

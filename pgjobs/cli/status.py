@@ -34,14 +34,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         subparsers,
         "status",
         help="queues by state, throughput and live workers",
-        description=(
-            "Show every queue with its jobs by state, how long its oldest ready job has "
-            "waited, its attempts in the last minute (completed, retried after a failure, "
-            "failed or cancelled for good; as pgjobs.stats counts them) and the live "
-            "workers serving it; then the live workers. Reads the queue_summary and "
-            "live_workers views."
-        ),
+        description="""
+            Show every queue with its jobs by state, how long its oldest ready job has
+            waited, its attempts in the last minute (completed, retried after a failure,
+            failed or cancelled for good; as pgjobs.stats counts them) and the live
+            workers serving it; then the live workers. Reads the queue_summary and
+            live_workers views.
+        """,
         examples=EXAMPLES,
+        run=run,
     )
     add_json_option(parser)
     parser.add_argument(
@@ -54,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     # For tests: stop after this many refreshes.
     parser.add_argument("--refreshes", type=count, default=None, help=argparse.SUPPRESS)
-    parser.set_defaults(func=run)
 
 
 def render(queues: list[admin.QueueSummary], workers: list[admin.WorkerInfo]) -> str:

@@ -9,9 +9,10 @@ re-fetches the page every few seconds and swaps its ``#live`` part in.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -185,6 +186,26 @@ def chart(throughput: Throughput, *, width: int = 240, height: int = 40) -> dict
     }
 
 
+_PageContext = Callable[["_Pages", Request], Awaitable[dict[str, Any]]]
+_Handler = Callable[["_Pages", Request], Awaitable[Response]]
+
+
+def _page(template: str, tab: str) -> Callable[[_PageContext], _Handler]:
+    """A page for signed-in visitors (anyone else gets the sign-in form): *template*
+    rendered with what the method returns, under the navigation's *tab*."""
+
+    def decorate(context: _PageContext) -> _Handler:
+        @functools.wraps(context)
+        async def page(self: _Pages, request: Request) -> Response:
+            if not self.guard.signed_in(request):
+                return self._login_form(request)
+            return self.render(request, template, page=tab, **await context(self, request))
+
+        return page
+
+    return decorate
+
+
 class _Pages:
     def __init__(self, store: Store, guard: Guard, settings: Settings) -> None:
         self.store = store
@@ -243,64 +264,44 @@ class _Pages:
 
     # --- pages ----------------------------------------------------------------------------
 
-    async def queues(self, request: Request) -> Response:
-        if not self.guard.signed_in(request):
-            return self._login_form(request)
+    @_page("queues.html", tab="queues")
+    async def queues(self, request: Request) -> dict[str, Any]:
         summaries, series = await self._call(self.store.queues)
         charts = {q.queue: chart(series.get(q.queue, Throughput())) for q in summaries}
-        return self.render(
-            request,
-            "queues.html",
-            page="queues",
-            queues=summaries,
-            charts=charts,
-            cap=self.store.count_cap,
-        )
+        return {"queues": summaries, "charts": charts, "cap": self.store.count_cap}
 
-    async def jobs(self, request: Request) -> Response:
-        if not self.guard.signed_in(request):
-            return self._login_form(request)
+    @_page("jobs.html", tab="jobs")
+    async def jobs(self, request: Request) -> dict[str, Any]:
         flt = _parse_filter(dict(request.query_params))
         jobs, next_before = await self._call(self.store.jobs, flt)
-        return self.render(
-            request,
-            "jobs.html",
-            page="jobs",
-            jobs=jobs,
-            filter=flt,
-            states=list(JobState),
-            next_query=urlencode(flt.query(before=next_before)) if next_before else None,
-            first_query=urlencode(flt.query(before=None)) if flt.before else None,
-            filter_fields=flt.query(before=None, limit=None),
-            max_bulk=MAX_BULK,
-        )
+        return {
+            "jobs": jobs,
+            "filter": flt,
+            "states": list(JobState),
+            "next_query": urlencode(flt.query(before=next_before)) if next_before else None,
+            "first_query": urlencode(flt.query(before=None)) if flt.before else None,
+            "filter_fields": flt.query(before=None, limit=None),
+            "max_bulk": MAX_BULK,
+        }
 
-    async def job(self, request: Request) -> Response:
-        if not self.guard.signed_in(request):
-            return self._login_form(request)
-        job_id = _job_id(request)
-        job, why = await self._call(self.store.job, job_id)
-        return self.render(
-            request,
-            "job.html",
-            page="jobs",
-            job=job,
-            why=why,
-            payload=_pretty(job.payload),
-            result=None if job.result is None else _pretty(job.result),
-        )
+    @_page("job.html", tab="jobs")
+    async def job(self, request: Request) -> dict[str, Any]:
+        job, why = await self._call(self.store.job, _job_id(request))
+        return {
+            "job": job,
+            "why": why,
+            "payload": _pretty(job.payload),
+            "result": None if job.result is None else _pretty(job.result),
+        }
 
-    async def workers(self, request: Request) -> Response:
-        if not self.guard.signed_in(request):
-            return self._login_form(request)
+    @_page("workers.html", tab="workers")
+    async def workers(self, request: Request) -> dict[str, Any]:
         workers, leader = await self._call(self.store.workers)
-        return self.render(request, "workers.html", page="workers", workers=workers, leader=leader)
+        return {"workers": workers, "leader": leader}
 
-    async def health(self, request: Request) -> Response:
-        if not self.guard.signed_in(request):
-            return self._login_form(request)
-        health = await self._call(self.store.health)
-        return self.render(request, "health.html", page="health", health=health)
+    @_page("health.html", tab="health")
+    async def health(self, request: Request) -> dict[str, Any]:
+        return {"health": await self._call(self.store.health)}
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
