@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -757,6 +758,43 @@ async def test_a_claim_reply_of_another_shape_is_a_lost_one(
     assert row["attempt"] == 1
     assert ran == [1]
     assert any("gave back" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_busy_completer_leaves_the_connection_to_the_services_between_batches(
+    dsn,
+) -> None:
+    """The completer shares the pool's second connection with the heartbeat and the
+    leader's election: under a stream of outcomes that never lets its queue empty, a
+    service still gets the connection between two batches."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from pgjobs._worker.completer import Completer
+
+    async with AsyncConnectionPool(
+        dsn, min_size=1, max_size=1, kwargs={"autocommit": True}
+    ) as pool:
+        completer = Completer(pool, "pgjobs", str(uuid.uuid4()), delete_completed=True)
+        running = asyncio.create_task(completer.run())
+        stop = asyncio.Event()
+
+        async def stream() -> None:  # outcomes of jobs that do not exist: never recorded
+            n = 0
+            while not stop.is_set():
+                n += 1
+                completer.add(Outcome(n, 1, "completed"))
+                await asyncio.sleep(0)
+
+        streaming = asyncio.create_task(stream())
+        try:
+            await wait_until(lambda: completer.discarded > 0, what="a first batch")
+            async with pool.connection(timeout=5.0) as conn:  # what a heartbeat pass does
+                await conn.execute("select 1")
+            assert completer.pending > 0  # the stream never let the completer run dry
+        finally:
+            stop.set()
+            await streaming
+            completer.close()
+            await asyncio.wait_for(running, 30)
 
 
 async def test_a_reply_is_checked_against_its_statements_columns(dsn) -> None:

@@ -83,14 +83,17 @@ class Completer:
                 await self._wake.wait()
                 continue
             try:
-                # A connection per burst of outcomes, not for the worker's life: the one it
-                # takes is the pool's second, which the periodic services use in between.
+                # A connection per batch: the one it takes is the pool's second, which the
+                # periodic services use too. Under a steady stream of outcomes the pending
+                # list never empties, so holding the connection until it did would starve
+                # the heartbeat and the leader's election; the pool hands a returned
+                # connection to the longest waiter, so each waiting service gets its turn
+                # between two batches.
                 async with self._pool.connection() as conn:
-                    while self._pending:
-                        batch = self._pending[:MAX_BATCH]
-                        await self._flush(conn, batch)
-                        del self._pending[: len(batch)]
-                        failures = 0
+                    batch = self._pending[:MAX_BATCH]
+                    await self._flush(conn, batch)
+                del self._pending[: len(batch)]
+                failures = 0
             except DB_ERRORS as exc:
                 failures += 1
                 delay = reconnect_delay(failures)
