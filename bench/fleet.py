@@ -5,8 +5,9 @@
   job must run exactly once and none be left. Prints jobs/s while the whole fleet runs
   (``rate``: the middle 80 % of the handler runs, by time), jobs/s from the first handler
   run to the last (``rate_whole``: 32 processes starting on 2 cores take seconds of it),
-  how long after the first handler run every process had run one, and the server
-  connections per worker process (pg_stat_activity);
+  how long after the first handler run every process that ran a job had run its first
+  (and how many ran none), commits in the database per job run (whether a larger fleet
+  batches worse), and the server connections per worker process (pg_stat_activity);
 * ``--pgbouncer``: the same 32 processes through a PgBouncer in transaction mode
   (tests/pgbouncer.py) and its server connections;
 * shares: 8 processes on ``critical=6,default=3,low=1``, the queues of the first 6,000
@@ -113,7 +114,8 @@ class Fleet:
 
 def commits(dsn: str) -> int:
     """Transactions committed in *dsn*'s database so far: the fleet's statements, which
-    are autocommit, plus the producer's and this script's few."""
+    are autocommit, plus the producer's and this script's few (and, through PgBouncer,
+    its own ``server_check_query`` before each hand-out of a server connection)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "select xact_commit from pg_stat_database where datname = current_database()"
@@ -201,6 +203,7 @@ def drain(
     ids = Counter(job[0] for job in ran)
     times = sorted(job[2] for job in ran)
     first, last = times[len(times) // 10], times[len(times) * 9 // 10]
+    idle = sum(1 for result in results if not result["ran"])
     all_running = max(min(job[2] for job in result["ran"]) for result in results if result["ran"])
     total = jobs + len(made)
     return {
@@ -213,7 +216,8 @@ def drain(
         "rate": round((len(times) * 9 // 10 - len(times) // 10) / (last - first)),
         "rate_whole": round(len(ran) / (times[-1] - times[0])),
         "all_running_after_s": round(all_running - times[0], 1),
-        "statements_per_job": round(committed / max(1, len(ran)), 2),
+        "processes_that_ran_none": idle,
+        "commits_per_job": round(committed / max(1, len(ran)), 2),
         # Through PgBouncer, pg_stat_activity shows PgBouncer's server connections, which
         # carry the application_name of whichever client last used them.
         "worker_connections": None if bouncer else peak,

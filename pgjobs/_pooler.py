@@ -9,7 +9,9 @@ free, so anything that outlives a transaction goes astray:
   before 1.21 has no support for them, later ones only with ``max_prepared_statements``);
 * session settings: ``SET synchronous_commit = off`` would stay on the server connection
   and apply to whichever client gets it next, an application's enqueue included;
-* LISTEN (see the worker's listener, which checks that its notifications arrive).
+* LISTEN: its notifications never reach the client that asked, and the LISTEN stays on
+  the server connection, where notifications then come in on whichever client uses it
+  next. The worker's listener and ``Client.wait`` do not LISTEN through a detected pooler.
 
 Detection: a pooler answers the connection's start-up itself, so the backend process id
 the client is told (``conn.info.backend_pid``, from BackendKeyData) is one the pooler made

@@ -54,7 +54,7 @@ from .. import _queries
 from ..config import Config
 from ..periodic import Handover, Periodic
 from .pruner import Pruner, PrunerConfig
-from .retry import DB_ERRORS
+from .retry import DB_ERRORS, check_reply
 from .scheduler import Scheduler, SchedulerConfig
 from .services import Service, check_seconds, run_periodically
 from .signals import TestSignal
@@ -67,6 +67,8 @@ log = logging.getLogger("pgjobs.worker")
 LEADER_NAME = "default"
 #: A term lasts this many election intervals from the last renewal.
 TERMS_PER_INTERVAL = 3
+#: The columns of a ``leader_attempt_elect`` row: our term, and the term it followed.
+ELECTION_COLUMNS = 5
 _RESIGN_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DB_ERRORS)
 
 
@@ -231,6 +233,9 @@ class Elector:
                 self.queries["leader_attempt_elect"],
                 {"name": self.name, "worker_id": self.worker_id, "ttl": self.ttl, "now": now},
             )
+            # Unpacked by the caller: a reply of another shape (see check_reply) must be
+            # a failed attempt, not a crash that takes the worker down.
+            await check_reply(conn, cursor, ELECTION_COLUMNS, "an election")
             row: tuple[Any, ...] | None = await cursor.fetchone()
             return row
 

@@ -71,7 +71,7 @@ class Listener:
                         # connections makes notifications come in on whichever client
                         # uses it next (PgBouncer 1.18 then hands one of its own
                         # server_check_query replies to the wrong client).
-                        self._give_up()
+                        self._give_up(detected=True)
                         return
                     await conn.execute(f"LISTEN {self._wakeup}".encode())
                     await conn.execute(f"LISTEN {self._control}".encode())
@@ -121,13 +121,19 @@ class Listener:
             self._dispatch(note)
         return False
 
-    def _give_up(self) -> None:
+    def _give_up(self, *, detected: bool = False) -> None:
         self.deaf = True
         self.ready.set()
+        why = (
+            "goes through a pooler (PgBouncer in transaction mode, say): not listening"
+            if detected
+            else "receives no notifications (a pooler in transaction mode, such as "
+            "PgBouncer, in between?)"
+        )
         log.warning(
-            "LISTEN on %s receives no notifications (a pooler in transaction mode, such as "
-            "PgBouncer, in between?): polling for work every %gs instead; operator cancels "
-            "reach running jobs only when they finish; listen=False skips this check",
+            "LISTEN on %s %s: polling for work every %gs instead; operator cancels reach "
+            "running jobs only when they finish; listen=False skips this check",
             redact(self._dsn),
+            why,
             self._poll_interval,
         )

@@ -41,7 +41,7 @@ __all__ = ["Deadline", "Runner", "Running"]
 log = logging.getLogger("pgjobs.worker")
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, repr=False)  # its repr would show the payload
 class Running:
     """Bookkeeping for one claimed job while its code runs."""
 

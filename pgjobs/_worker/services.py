@@ -118,8 +118,12 @@ class Service(Generic[R, C]):
     def __init__(self, schema: str, config: C) -> None:
         self.queries = _queries.queries(schema)
         self.config = config
-        self.interval = config.interval
         self.signals: ServiceSignals[R] = ServiceSignals()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two passes, as the config says."""
+        return self.config.interval
 
     async def run_once(self, conn: Any, now: datetime | None = None) -> R:
         """One pass on *conn* (autocommit), as if at *now* (None: the server's clock)."""
