@@ -2,8 +2,13 @@
 
 Daemon threads, unlike ``concurrent.futures.ThreadPoolExecutor``'s: Python cannot kill a
 thread, and a handler that ignores its cancelled context must not keep the process
-alive after a graceful stop has returned its job to the queue. Results come back to the
-event loop through ``call_soon_threadsafe``, with no per-job future to allocate.
+alive after a graceful stop has returned its job to the queue.
+
+Results come back to the event loop in batches, with no per-job future to allocate: a
+thread that finishes a handler appends the result to a list and wakes the loop with
+``call_soon_threadsafe`` only if the list was empty, and the loop takes the whole list
+at once. Each wakeup is a write to the loop's self-pipe and a turn of the loop; under a
+stream of short handlers one wakeup now carries many results.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = ["DaemonThreadPool"]
 
 _STOP = object()
+
+Done: TypeAlias = Callable[[Any, BaseException | None], None]
 
 
 class DaemonThreadPool:
@@ -30,13 +37,18 @@ class DaemonThreadPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
+        # Finished handlers whose results the loop has not taken yet, per loop (one, in a
+        # worker); a loop is woken when its list goes from empty to one.
+        self._finished: dict[
+            asyncio.AbstractEventLoop, list[tuple[Done, Any, BaseException | None]]
+        ] = {}
 
     def submit(
         self,
         loop: asyncio.AbstractEventLoop,
         func: Callable[..., Any],
         args: tuple[Any, ...],
-        done: Callable[[Any, BaseException | None], None],
+        done: Done,
     ) -> None:
         """Run ``func(*args)`` in a thread, then ``done(result, error)`` on *loop*."""
         with self._lock:
@@ -60,11 +72,27 @@ class DaemonThreadPool:
                 result, error = func(*args), None
             except BaseException as exc:  # handed to the loop, which decides
                 result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
-                loop.call_soon_threadsafe(done, result, error)
-            del item, loop, func, args, done, result, error
             with self._lock:
                 self._idle += 1
+                finished = self._finished.setdefault(loop, [])
+                finished.append((done, result, error))
+                wake = len(finished) == 1
+            if wake:
+                with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+                    loop.call_soon_threadsafe(self._deliver, loop)
+            del item, loop, func, args, done, result, error
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On *loop*: hand every result finished since the last wakeup to its callback."""
+        with self._lock:
+            finished = self._finished.pop(loop, [])
+        for done, result, error in finished:
+            try:
+                done(result, error)
+            except Exception as exc:  # as if each were a callback of its own: the rest run
+                loop.call_exception_handler(
+                    {"message": "a sync handler's result callback failed", "exception": exc}
+                )
 
     def shutdown(self) -> None:
         """Ask idle threads to exit; busy ones exit when their handler returns."""
