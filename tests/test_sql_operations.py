@@ -121,6 +121,16 @@ def received(
     return payloads
 
 
+def test_every_statement_is_short_enough_for_psycopgs_query_cache() -> None:
+    # psycopg converts a query at every execute, prepared or not, and caches the result
+    # only up to this length: above it, job_finish_many was parsed at every outcome batch.
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    long = {name: len(body) for name, body in Q.items() if len(body) > MAX_CACHED_STATEMENT_LENGTH}
+    assert long == {}
+    assert b"\n--" not in Q["job_finish_many"]  # the files' comment lines are not sent
+
+
 # --- retry ----------------------------------------------------------------------------------
 
 
