@@ -797,6 +797,37 @@ async def test_a_busy_completer_leaves_the_connection_to_the_services_between_ba
             await asyncio.wait_for(running, 30)
 
 
+async def test_an_outcome_batch_whose_reply_was_lost_is_written_again_and_not_discarded(
+    dsn, db, running, monkeypatch, caplog
+) -> None:
+    """The batch's statement ran but its reply looked foreign: the retry finds the jobs
+    already finished, which is no sign that they were cancelled or rescued."""
+    from pgjobs._worker import completer
+
+    caplog.set_level(logging.INFO, logger="pgjobs.worker")
+    server = pgjobs.Server()
+
+    @server.handler("ping")
+    async def ping(ctx: pgjobs.Context, task: pgjobs.Task) -> None:
+        pass
+
+    job_id = pgjobs.enqueue(db, pgjobs.Task("ping"))
+    monkeypatch.setattr(completer, "FINISH_COLUMNS", completer.FINISH_COLUMNS + 1)
+    await running(server, make_config(dsn, completed_retention=None, poll_interval=0.05))
+
+    def said(text: str) -> bool:
+        return any(text in record.getMessage() for record in caplog.records)
+
+    await wait_until(lambda: said("mixed up"), what="an outcome batch to find its reply foreign")
+    monkeypatch.setattr(completer, "FINISH_COLUMNS", completer.FINISH_COLUMNS - 1)
+    await wait_until(lambda: said("not recorded by the retry"), what="the batch's retry")
+    assert server.worker is not None
+    assert server.worker._completer is not None
+    assert server.worker._completer.discarded == 0
+    row = await wait_for_state(db, job_id, "completed")
+    assert row["attempt"] == 1
+
+
 async def test_a_reply_is_checked_against_its_statements_columns(dsn) -> None:
     from pgjobs._worker.retry import ReplyMismatch, check_reply
 

@@ -91,7 +91,7 @@ class Completer:
                 # between two batches.
                 async with self._pool.connection() as conn:
                     batch = self._pending[:MAX_BATCH]
-                    await self._flush(conn, batch)
+                    await self._flush(conn, batch, retry=failures > 0)
                 del self._pending[: len(batch)]
                 failures = 0
             except DB_ERRORS as exc:
@@ -106,9 +106,9 @@ class Completer:
                 )
                 await asyncio.sleep(delay)
 
-    async def _flush(self, conn: Any, batch: list[Outcome]) -> None:
+    async def _flush(self, conn: Any, batch: list[Outcome], *, retry: bool) -> None:
         try:
-            await self._write(conn, batch)
+            await self._write(conn, batch, retry=retry)
         except REFUSED as exc:
             log.error(
                 "a batch of %d job outcomes was refused (%s); writing them one by one",
@@ -116,11 +116,11 @@ class Completer:
                 exc,
             )
             for outcome in batch:
-                await self._write_alone(conn, outcome)
+                await self._write_alone(conn, outcome, retry=retry)
 
-    async def _write_alone(self, conn: Any, outcome: Outcome) -> None:
+    async def _write_alone(self, conn: Any, outcome: Outcome, *, retry: bool) -> None:
         try:
-            await self._write(conn, [outcome])
+            await self._write(conn, [outcome], retry=retry)
         except REFUSED as exc:
             log.error(
                 "job %d attempt %d: outcome %r refused by the database (%s); failing the job",
@@ -132,10 +132,16 @@ class Completer:
             )
             error = f"its outcome {outcome.state!r} was refused: {describe_error(exc)}"
             await self._write(
-                conn, [Outcome(outcome.job_id, outcome.attempt, "failed", error=error)]
+                conn,
+                [Outcome(outcome.job_id, outcome.attempt, "failed", error=error)],
+                retry=retry,
             )
 
-    async def _write(self, conn: Any, batch: list[Outcome]) -> None:
+    async def _write(self, conn: Any, batch: list[Outcome], *, retry: bool) -> None:
+        """Write *batch*. With *retry*, the last write of it failed, perhaps only its
+        reply (a connection lost after the commit, a pooler's mixed-up reply): an outcome
+        this one does not record may be one that write recorded, so it is not counted as
+        discarded."""
         params = finish_params(
             batch, worker_id=self._worker_id, delete_completed=self._delete_completed
         )
@@ -143,15 +149,27 @@ class Completer:
         await check_reply(conn, cursor, FINISH_COLUMNS, "an outcome batch")
         recorded = {row[0] for row in await cursor.fetchall()}
         self.written += len(recorded)
-        if len(recorded) != len(batch):
-            for outcome in batch:
-                if outcome.job_id not in recorded:
-                    self.discarded += 1
-                    log.info(
-                        "job %d attempt %d: outcome %r not recorded, the job is no longer "
-                        "this attempt's (cancelled, or rescued after its lease expired)",
-                        outcome.job_id,
-                        outcome.attempt,
-                        outcome.state,
-                        extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
-                    )
+        if len(recorded) == len(batch):
+            return
+        for outcome in batch:
+            if outcome.job_id in recorded:
+                continue
+            if retry:
+                log.info(
+                    "job %d attempt %d: outcome %r not recorded by the retry; the write that "
+                    "failed may have recorded it, or the job is no longer this attempt's",
+                    outcome.job_id,
+                    outcome.attempt,
+                    outcome.state,
+                    extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
+                )
+                continue
+            self.discarded += 1
+            log.info(
+                "job %d attempt %d: outcome %r not recorded, the job is no longer "
+                "this attempt's (cancelled, or rescued after its lease expired)",
+                outcome.job_id,
+                outcome.attempt,
+                outcome.state,
+                extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
+            )
