@@ -155,21 +155,21 @@ class Completer:
             if outcome.job_id in recorded:
                 continue
             if retry:
-                log.info(
-                    "job %d attempt %d: outcome %r not recorded by the retry; the write that "
-                    "failed may have recorded it, or the job is no longer this attempt's",
-                    outcome.job_id,
-                    outcome.attempt,
-                    outcome.state,
-                    extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
+                why = (
+                    " by the retry; the write that failed may have recorded it, or the job is"
+                    " no longer this attempt's"
                 )
-                continue
-            self.discarded += 1
+            else:
+                self.discarded += 1
+                why = (
+                    ", the job is no longer this attempt's (cancelled, or rescued after its"
+                    " lease expired)"
+                )
             log.info(
-                "job %d attempt %d: outcome %r not recorded, the job is no longer "
-                "this attempt's (cancelled, or rescued after its lease expired)",
+                "job %d attempt %d: outcome %r not recorded%s",
                 outcome.job_id,
                 outcome.attempt,
                 outcome.state,
+                why,
                 extra={"job_id": outcome.job_id, "attempt": outcome.attempt},
             )

@@ -177,7 +177,8 @@ _T = TypeVar("_T")
 def call(
     args: argparse.Namespace, operation: Callable[..., _T], *params: Any, **options: Any
 ) -> _T:
-    """*operation*, a function of :mod:`pgjobs.admin`, run on a connection to the
+    """*operation* (a function of pgjobs that takes a connection first and a ``schema``
+    keyword: an :mod:`pgjobs.admin` operation, an enqueue) run on a connection to the
     command's database (see :func:`connect`) and in its schema."""
     with connect(args) as conn:
         return operation(conn, *params, schema=args.schema, **options)

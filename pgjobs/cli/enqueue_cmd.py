@@ -10,7 +10,7 @@ from datetime import datetime
 from .._enqueue import enqueue
 from ..errors import InvalidArgumentError
 from ..task import DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_TIMEOUT, Task
-from ._output import connect, new_parser
+from ._output import call, new_parser
 from ._parse import parse_duration
 
 EXAMPLES = """
@@ -94,7 +94,5 @@ def run(args: argparse.Namespace) -> int:
         delay=parse_duration(args.delay) if args.delay else None,
         run_at=_run_at(args.run_at),
     )
-    with connect(args) as conn:
-        job_id = enqueue(conn, task, schema=args.schema)
-    print(job_id)
+    print(call(args, enqueue, task))
     return 0
