@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+
+from bench.pg import DEFAULT_ADMIN_DSN, fresh_database
 
 APP = """\
 import pgjobs
@@ -56,13 +57,8 @@ with psycopg.connect(dsn, autocommit=True) as conn:
 
 def drain(tree: Path, admin: str, app_dir: Path, args: argparse.Namespace) -> float:
     """Jobs/s of one drain of *args.jobs* jobs by a worker of *tree*."""
-    name = f"ab_drain_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)".encode())
-        conn.execute(f"create database {name}".encode())
-    dsn = make_conninfo(admin, dbname=name)
     env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{app_dir}")
-    try:
+    with fresh_database(admin, "ab_drain") as dsn:
         subprocess.run([sys.executable, "-c", FILL, dsn, str(args.jobs)], env=env, check=True)
         command = [sys.executable, "-m", "pgjobs", "worker", "ab_app:server", "--dsn", dsn]
         command += ["--concurrency", str(args.concurrency), "--log-level", "WARNING"]
@@ -85,9 +81,6 @@ def drain(tree: Path, admin: str, app_dir: Path, args: argparse.Namespace) -> fl
         finally:
             worker.terminate()
             worker.wait()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)".encode())
     assert first is not None
     return args.jobs / max(last - first, 1e-9)
 
@@ -100,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trees", nargs="+", type=Path, help="pgjobs checkouts to compare")
     parser.add_argument(
         "--dsn",
-        default="postgresql://root@127.0.0.1:5432/postgres",
+        default=DEFAULT_ADMIN_DSN,
         help="a database of the server, for a role that can create databases",
     )
     parser.add_argument("--jobs", type=int, default=100_000)
